@@ -1,0 +1,269 @@
+//! The confirmed publisher.
+//!
+//! Every publish is persistent and `mandatory`, and resolves only when the
+//! broker confirmed it. Many publishes may be in flight at once (pipelined on
+//! one channel) up to the configured window; callers get throughput by
+//! publishing concurrently, not by giving up on confirms. A publish that
+//! meets a broken connection waits for the supervisor to reconnect and
+//! publishes again (at-least-once: consumers deduplicate on `message_id`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation};
+use palm_core::{Envelope, Event};
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+
+use crate::broker::{Broker, BrokerError};
+use crate::{Names, headers};
+
+/// Why a publish did not get a positive confirm.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// No queue is bound for the routing key: the message would be dropped.
+    #[error("unroutable message to exchange `{exchange}` with routing key `{routing_key}`")]
+    Unroutable {
+        /// Exchange published to.
+        exchange: String,
+        /// Routing key without a binding.
+        routing_key: String,
+    },
+    /// The publish was not confirmed within the publish timeout, including
+    /// time spent waiting for a reconnect.
+    #[error("publish not confirmed within {0:?}: {1}")]
+    Timeout(Duration, String),
+    /// The process is shutting down.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// A message ready to publish.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// Exchange; empty for the default exchange (direct to a queue by name).
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// Body bytes (JSON for events).
+    pub body: Vec<u8>,
+    /// AMQP `message_id`; the event id for events.
+    pub message_id: String,
+    /// AMQP `type`; the event type for events.
+    pub kind: Option<String>,
+    /// Extra headers; trace context is added at publish time.
+    pub headers: FieldTable,
+}
+
+impl OutgoingMessage {
+    /// A domain event on the events exchange, routed by its type.
+    pub fn event<P: Event>(names: &Names, envelope: &Envelope<P>) -> Self {
+        Self {
+            exchange: names.events_exchange(),
+            routing_key: envelope.event_type.clone(),
+            body: envelope.to_json(),
+            message_id: envelope.id.to_string(),
+            kind: Some(envelope.event_type.clone()),
+            headers: FieldTable::default(),
+        }
+    }
+
+    /// Arbitrary bytes; for relays that already hold a serialized event.
+    pub fn raw(
+        exchange: impl Into<String>,
+        routing_key: impl Into<String>,
+        message_id: impl Into<String>,
+        body: Vec<u8>,
+    ) -> Self {
+        Self {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            body,
+            message_id: message_id.into(),
+            kind: None,
+            headers: FieldTable::default(),
+        }
+    }
+}
+
+/// Confirmed, pipelined publisher. Cheap to clone; clones share the window
+/// and the channel.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    broker: Broker,
+    window: Semaphore,
+    channel: Mutex<Option<(u64, Channel)>>,
+    timeout: Duration,
+    published: metrics::Counter,
+    confirmed: metrics::Counter,
+    failed: metrics::Counter,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("available_window", &self.inner.window.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// A publisher on `broker` with the window and timeout from its settings.
+    pub fn new(broker: Broker) -> Self {
+        let settings = broker.settings();
+        let window = usize::from(settings.publish_window);
+        let timeout = Duration::from_millis(settings.publish_timeout_ms);
+        Self {
+            inner: Arc::new(Inner {
+                broker,
+                window: Semaphore::new(window),
+                channel: Mutex::new(None),
+                timeout,
+                published: metrics::counter!("palm_amqp_published_total"),
+                confirmed: metrics::counter!("palm_amqp_confirmed_total"),
+                failed: metrics::counter!("palm_amqp_publish_failures_total"),
+            }),
+        }
+    }
+
+    /// The broker this publisher uses.
+    pub fn broker(&self) -> &Broker {
+        &self.inner.broker
+    }
+
+    /// Publishes and waits for the broker's confirm.
+    #[tracing::instrument(skip_all, fields(routing_key = %message.routing_key, message_id = %message.message_id))]
+    pub async fn publish(&self, message: &OutgoingMessage) -> Result<(), PublishError> {
+        let _permit = self
+            .inner
+            .window
+            .acquire()
+            .await
+            .map_err(|_| BrokerError::Shutdown)?;
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut headers = message.headers.clone();
+        headers::inject_trace_context(&mut headers);
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(ShortString::from(message.message_id.as_str()))
+            .with_headers(headers);
+        if let Some(kind) = &message.kind {
+            properties = properties.with_type(ShortString::from(kind.as_str()));
+        }
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+
+        let mut last_error = String::new();
+        loop {
+            if Instant::now() >= deadline {
+                self.inner.failed.increment(1);
+                return Err(PublishError::Timeout(self.inner.timeout, last_error));
+            }
+            let remaining = deadline - Instant::now();
+            let channel = match tokio::time::timeout(remaining, self.channel()).await {
+                Ok(Ok(channel)) => channel,
+                Ok(Err(error)) => {
+                    last_error = error.to_string();
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            self.inner.published.increment(1);
+            let outcome = async {
+                channel
+                    .basic_publish(
+                        message.exchange.as_str().into(),
+                        message.routing_key.as_str().into(),
+                        options,
+                        &message.body,
+                        properties.clone(),
+                    )
+                    .await?
+                    .await
+            };
+            match tokio::time::timeout(remaining, outcome).await {
+                Ok(Ok(Confirmation::Ack(None))) => {
+                    self.inner.confirmed.increment(1);
+                    return Ok(());
+                }
+                Ok(Ok(Confirmation::Ack(Some(_returned)))) => {
+                    self.inner.failed.increment(1);
+                    return Err(PublishError::Unroutable {
+                        exchange: message.exchange.clone(),
+                        routing_key: message.routing_key.clone(),
+                    });
+                }
+                Ok(Ok(Confirmation::Nack(_))) => {
+                    // The broker could not take the message (a queue at its
+                    // limit under reject-publish); back off and try again.
+                    last_error = "broker nacked the publish".into();
+                    tracing::warn!("publish nacked, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(Ok(Confirmation::NotRequested)) => {
+                    last_error = "channel lost confirm mode".into();
+                    self.discard_channel(&channel).await;
+                }
+                Ok(Err(error)) => {
+                    last_error = error.to_string();
+                    tracing::debug!(%error, "publish failed on a broken channel, retrying");
+                    self.discard_channel(&channel).await;
+                }
+                Err(_) => last_error = "confirm did not arrive".into(),
+            }
+        }
+    }
+
+    /// The shared confirm-mode channel on the current connection.
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        let mut slot = self.inner.channel.lock().await;
+        if let Some((_, channel)) = slot.as_ref()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        *slot = None;
+        loop {
+            // A channel can break on a connection that is still alive (a
+            // channel-level error); then a new channel on it is fine.
+            let live = self.inner.broker.live().await?;
+            let created = async {
+                let channel = live.connection.create_channel().await?;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await?;
+                Ok::<_, lapin::Error>(channel)
+            }
+            .await;
+            match created {
+                Ok(channel) => {
+                    *slot = Some((live.generation, channel.clone()));
+                    return Ok(channel);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "could not open a publisher channel, waiting");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn discard_channel(&self, broken: &Channel) {
+        let mut slot = self.inner.channel.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|(_, channel)| channel.id() == broken.id())
+        {
+            *slot = None;
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Shared setup for the AMQP lib's integration tests: an isolated prefix per
+//! test on the real broker, and teardown of everything declared.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use palm_amqp::{AmqpSettings, Broker, Names, Publisher, QueueSpec, Topology};
+use secrecy::SecretString;
+
+#[derive(Debug)]
+pub struct TestBus {
+    pub broker: Broker,
+    pub publisher: Publisher,
+    pub topology: Topology,
+    url: String,
+}
+
+pub fn settings(url: &str) -> AmqpSettings {
+    AmqpSettings {
+        url: SecretString::from(url.to_owned()),
+        prefix: palm_testkit::unique_prefix(),
+        retry_delays_ms: vec![100, 300, 900],
+        delivery_limit: 5,
+        reconnect_min_ms: 50,
+        reconnect_max_ms: 500,
+        ..AmqpSettings::default()
+    }
+}
+
+impl TestBus {
+    pub async fn start(settings: AmqpSettings, queues: Vec<QueueSpec>) -> Self {
+        let url = secrecy::ExposeSecret::expose_secret(&settings.url).to_owned();
+        let topology = Topology {
+            names: Names::new(settings.prefix.clone()),
+            queues,
+            delivery_limit: settings.delivery_limit,
+            retry_delays: settings.retry_delays(),
+        };
+        let broker = Broker::start(settings, topology.clone());
+        broker
+            .wait_connected(Duration::from_secs(20))
+            .await
+            .unwrap();
+        let publisher = Publisher::new(broker.clone());
+        Self {
+            broker,
+            publisher,
+            topology,
+            url,
+        }
+    }
+
+    pub async fn queue(short: &str, bindings: &[&str]) -> Self {
+        Self::start(
+            settings(&palm_testkit::amqp_url()),
+            vec![QueueSpec::new(short, bindings)],
+        )
+        .await
+    }
+
+    pub fn queue_name(&self, short: &str) -> String {
+        self.topology.names.queue(short)
+    }
+
+    /// Deletes every queue and exchange the test declared.
+    pub async fn teardown(self) {
+        self.broker.close().await;
+        let names = &self.topology.names;
+        let mut queues = Vec::new();
+        for spec in &self.topology.queues {
+            let queue = names.queue(&spec.short_name);
+            for step in 0..self.topology.retry_delays.len() {
+                queues.push(Names::retry_queue(&queue, step));
+            }
+            queues.push(Names::dead_letter_queue(&queue));
+            queues.push(queue);
+        }
+        let exchanges = vec![names.events_exchange(), names.dead_letter_exchange()];
+        palm_testkit::cleanup::delete(&self.url, &queues, &exchanges).await;
+    }
+}

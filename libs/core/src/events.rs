@@ -1,0 +1,241 @@
+//! Payloads of the domain events listed in `PRODUCT.md`, one struct per event
+//! type. The type string is also the routing key. Open sets (verifier kinds,
+//! voting types, strategies) are strings here so a new kind needs no change to
+//! the contract; the services parse them into their own enums at the edge.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Event;
+
+macro_rules! event {
+    ($ty:ty, $name:literal, $version:literal) => {
+        impl Event for $ty {
+            const TYPE: &'static str = $name;
+            const SCHEMA_VERSION: u32 = $version;
+        }
+    };
+}
+
+/// A community was created; its creator is its first admin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommunityCreated {
+    /// Community id (UUID v7).
+    pub community_id: Uuid,
+    /// Unique URL-safe name.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// PalmID of the creator, now admin.
+    pub admin_palm_id: Uuid,
+}
+event!(CommunityCreated, "community.created", 1);
+
+/// A PalmID joined a community.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberJoined {
+    /// Community joined.
+    pub community_id: Uuid,
+    /// Its slug, so consumers need no lookup.
+    pub community_slug: String,
+    /// The new member.
+    pub palm_id: Uuid,
+}
+event!(MemberJoined, "member.joined", 1);
+
+/// A proposal was created by a community admin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProposalCreated {
+    /// Proposal id (UUID v7).
+    pub proposal_id: Uuid,
+    /// Owning community.
+    pub community_id: Uuid,
+    /// Title shown to voters.
+    pub title: String,
+    /// `single-choice`, `approval`, `weighted`, …
+    pub voting_type: String,
+    /// Choice labels, 2 to 20.
+    pub choices: Vec<String>,
+    /// Voting opens.
+    pub start: DateTime<Utc>,
+    /// Voting closes.
+    pub end: DateTime<Utc>,
+}
+event!(ProposalCreated, "proposal.created", 1);
+
+/// A proposal's voting window opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProposalOpened {
+    /// The proposal.
+    pub proposal_id: Uuid,
+    /// Owning community.
+    pub community_id: Uuid,
+}
+event!(ProposalOpened, "proposal.opened", 1);
+
+/// A proposal closed with its final tally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProposalClosed {
+    /// The proposal.
+    pub proposal_id: Uuid,
+    /// Owning community.
+    pub community_id: Uuid,
+    /// Voting power per choice, indexed like the proposal's choices.
+    pub tally: Vec<f64>,
+    /// Number of distinct PalmIDs whose vote counted.
+    pub voters: u64,
+    /// Whether the quorum was reached.
+    pub quorum_met: bool,
+}
+event!(ProposalClosed, "proposal.closed", 1);
+
+/// A wallet link was requested: the validator checks the SIWE proof.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletVerificationRequested {
+    /// Verification id the result refers to.
+    pub verification_id: Uuid,
+    /// PalmID to link the wallet to.
+    pub palm_id: Uuid,
+    /// The EIP-4361 message as signed.
+    pub message: String,
+    /// Hex `0x…` EIP-191 signature over `message`.
+    pub signature: String,
+}
+event!(
+    WalletVerificationRequested,
+    "verification.requested.wallet",
+    1
+);
+
+/// A Discord link was requested: the Discord validator redeems the code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscordVerificationRequested {
+    /// Verification id the result refers to.
+    pub verification_id: Uuid,
+    /// PalmID to link the account to.
+    pub palm_id: Uuid,
+    /// OAuth2 authorization code.
+    pub code: String,
+    /// Redirect URI the code was issued for.
+    pub redirect_uri: String,
+}
+event!(
+    DiscordVerificationRequested,
+    "verification.requested.discord",
+    1
+);
+
+/// Outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum VerificationOutcome {
+    /// The external identity is proven.
+    Verified {
+        /// Stable external id: a checksummed address, a Discord user id.
+        subject: String,
+        /// Human-readable name, when the provider has one.
+        display_name: Option<String>,
+    },
+    /// The proof was refused.
+    Rejected {
+        /// Machine-readable reason (`signature_mismatch`, `account_too_young`).
+        reason: String,
+    },
+}
+
+/// A verification finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationCompleted {
+    /// The verification.
+    pub verification_id: Uuid,
+    /// PalmID it was requested for.
+    pub palm_id: Uuid,
+    /// Verifier kind: `wallet`, `discord`, …
+    pub kind: String,
+    /// What was found.
+    pub outcome: VerificationOutcome,
+}
+event!(VerificationCompleted, "verification.completed", 1);
+
+/// Facts about the voter that the stateless validator needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoterFacts {
+    /// Lower-case hex addresses linked to the PalmID.
+    pub wallets: Vec<String>,
+    /// PalmID level at submission.
+    pub level: u32,
+    /// Whether the PalmID is a member of the proposal's community.
+    pub is_member: bool,
+}
+
+/// Proposal rules the validator applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProposalRules {
+    /// `single-choice`, `approval`, `weighted`, …
+    pub voting_type: String,
+    /// Number of choices.
+    pub choice_count: u32,
+    /// Voting opens.
+    pub start: DateTime<Utc>,
+    /// Voting closes.
+    pub end: DateTime<Utc>,
+    /// Minimum PalmID level to vote.
+    pub min_level: u32,
+    /// Voting-power strategy: `one-person-one-vote`, `level-weighted`, …
+    pub strategy: String,
+}
+
+/// A signed vote waiting for validation, with every fact needed to decide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoteSubmitted {
+    /// Vote id.
+    pub vote_id: Uuid,
+    /// Proposal voted on.
+    pub proposal_id: Uuid,
+    /// Voting PalmID.
+    pub palm_id: Uuid,
+    /// Choice as signed; its shape depends on the voting type.
+    pub choice: serde_json::Value,
+    /// Unix seconds the voter signed.
+    pub timestamp: i64,
+    /// Address that signed.
+    pub address: String,
+    /// Hex EIP-712 signature.
+    pub signature: String,
+    /// App domain in the signed message.
+    pub app: String,
+    /// The voter, as of submission.
+    pub voter: VoterFacts,
+    /// The proposal's rules.
+    pub proposal: ProposalRules,
+}
+event!(VoteSubmitted, "vote.submitted", 1);
+
+/// A vote passed validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoteValidated {
+    /// Vote id.
+    pub vote_id: Uuid,
+    /// Proposal voted on.
+    pub proposal_id: Uuid,
+    /// Voting PalmID.
+    pub palm_id: Uuid,
+    /// Voting power under the proposal's strategy.
+    pub voting_power: f64,
+}
+event!(VoteValidated, "vote.validated", 1);
+
+/// A vote failed validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoteRejected {
+    /// Vote id.
+    pub vote_id: Uuid,
+    /// Proposal voted on.
+    pub proposal_id: Uuid,
+    /// Voting PalmID.
+    pub palm_id: Uuid,
+    /// Machine-readable reason (`bad_signature`, `outside_window`, …).
+    pub reason: String,
+}
+event!(VoteRejected, "vote.rejected", 1);
