@@ -57,7 +57,7 @@ ensure_mongo() {
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   mkdir -p "$state/mongo-data"
   log "starting nx-27017 on port $port"
-  nohup "$venv/bin/nx-27017" --data-dir "$state/mongo-data" --host 127.0.0.1 -p "$port" \
+  nohup "$venv/bin/python" "$root/scripts/mongo-standin.py" --data-dir "$state/mongo-data" --host 127.0.0.1 -p "$port" \
     >"$state/mongo.log" 2>&1 &
   echo $! >"$state/mongo.pid"
   for _ in $(seq 1 100); do

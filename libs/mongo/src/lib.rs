@@ -1,1 +1,44 @@
-//! placeholder
+//! Everything Palm does with MongoDB that is not a service's own domain:
+//! connecting, declaring indexes, idempotency records, leases for leader
+//! election, and the transactional outbox.
+//!
+//! # Layout
+//! - [`settings`]: [`MongoSettings`], the `mongo.*` configuration section, and
+//!   [`connect`].
+//! - [`indexes`]: [`ensure_indexes`], run at startup, idempotent.
+//! - [`idempotency`]: [`Idempotency`], processed-message records (unique id, TTL).
+//! - [`lease`]: [`Lease`], a named lease with a fencing epoch, and
+//!   [`lease::while_leader`] to run work on one instance at a time.
+//! - [`outbox`]: [`OutboxRecord`] written inside the domain document, and
+//!   [`OutboxRelay`] publishing them through `palm-amqp` with confirms.
+
+pub mod idempotency;
+pub mod indexes;
+pub mod lease;
+pub mod outbox;
+pub mod settings;
+
+pub use idempotency::Idempotency;
+pub use indexes::ensure_indexes;
+pub use lease::Lease;
+pub use outbox::{OutboxRecord, OutboxRelay};
+pub use settings::{MongoSettings, connect, ping};
+
+/// Re-exported so services use one driver version.
+pub use mongodb;
+
+/// Whether `error` is a unique-index violation (E11000), the signal every
+/// "insert if absent" in Palm relies on.
+pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    const DUPLICATE_KEY: i32 = 11000;
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|e| e.code == DUPLICATE_KEY)),
+        _ => false,
+    }
+}

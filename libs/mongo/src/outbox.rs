@@ -1,0 +1,338 @@
+//! The transactional outbox, kept inside the domain document.
+//!
+//! A domain change and the events it causes are written in one
+//! single-document atomic write: the events ride in the changed document's
+//! `_outbox` array, and `_outbox_since` marks the document as having
+//! unpublished events (see `docs/adr/0002-outbox-inside-the-document.md` for
+//! why not a separate collection with transactions). The [`OutboxRelay`]
+//! finds such documents in the collections it is told about, publishes each
+//! record through the confirmed publisher, and pulls it from the array once
+//! confirmed. Only the lease holder relays, so records are not published
+//! twice by design; a relay that dies between confirm and pull republishes on
+//! the next pass, which consumers absorb by deduplicating on the event id.
+
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{StreamExt, TryStreamExt};
+use mongodb::bson::{self, Bson, DateTime, Document, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{Database, IndexModel};
+use palm_amqp::{OutgoingMessage, Publisher};
+use palm_core::{Envelope, Event};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::{self, Lease};
+
+/// Array of pending records inside a domain document.
+pub const OUTBOX_FIELD: &str = "_outbox";
+/// Creation time of the oldest pending record; absent when none is pending.
+pub const SINCE_FIELD: &str = "_outbox_since";
+
+/// One event waiting to be published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// Event id; the AMQP `message_id`.
+    pub id: String,
+    /// Routing key (the event type).
+    pub routing_key: String,
+    /// The serialized envelope, published byte for byte.
+    pub body: String,
+    /// When the record was staged.
+    pub created_at: DateTime,
+}
+
+impl OutboxRecord {
+    /// A record for `envelope`.
+    pub fn from_envelope<P: Event>(envelope: &Envelope<P>) -> Self {
+        Self {
+            id: envelope.id.to_string(),
+            routing_key: envelope.event_type.clone(),
+            body: String::from_utf8_lossy(&envelope.to_json()).into_owned(),
+            created_at: DateTime::now(),
+        }
+    }
+
+    fn to_bson(&self) -> Bson {
+        Bson::Document(doc! {
+            "id": &self.id,
+            "routing_key": &self.routing_key,
+            "body": &self.body,
+            "created_at": self.created_at,
+        })
+    }
+}
+
+/// Adds `records` to a document about to be inserted.
+pub fn attach(document: &mut Document, records: &[OutboxRecord]) {
+    let Some(oldest) = records.iter().map(|r| r.created_at).min() else {
+        return;
+    };
+    document.insert(
+        OUTBOX_FIELD,
+        records
+            .iter()
+            .map(OutboxRecord::to_bson)
+            .collect::<Vec<_>>(),
+    );
+    document.insert(SINCE_FIELD, oldest);
+}
+
+/// Update operators that stage `records` on an existing document; merge them
+/// with the domain change's own operators into one `update_one`.
+pub fn stage(update: &mut Document, records: &[OutboxRecord]) {
+    let Some(oldest) = records.iter().map(|r| r.created_at).min() else {
+        return;
+    };
+    let each: Vec<Bson> = records.iter().map(OutboxRecord::to_bson).collect();
+    merge_operator(update, "$push", doc! { OUTBOX_FIELD: { "$each": each } });
+    merge_operator(update, "$min", doc! { SINCE_FIELD: oldest });
+}
+
+fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
+    match update.get_document_mut(operator) {
+        Ok(existing) => existing.extend(fields),
+        Err(_) => {
+            update.insert(operator, fields);
+        }
+    }
+}
+
+/// The index the relay scans by; declare it on every outbox collection.
+pub fn index() -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! { SINCE_FIELD: 1 })
+        .options(
+            IndexOptions::builder()
+                .sparse(true)
+                .name("outbox_pending".to_owned())
+                .build(),
+        )
+        .build()
+}
+
+/// Relay failure.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// Reading or marking records failed.
+    #[error(transparent)]
+    Mongo(#[from] mongodb::error::Error),
+}
+
+/// Publishes staged records from the given collections.
+#[derive(Debug, Clone)]
+pub struct OutboxRelay {
+    database: Database,
+    collections: Vec<String>,
+    publisher: Publisher,
+    exchange: String,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl OutboxRelay {
+    /// A relay over `collections` publishing to the broker's events exchange.
+    pub fn new(database: Database, collections: &[&str], publisher: Publisher) -> Self {
+        let exchange = publisher.broker().names().events_exchange();
+        Self {
+            database,
+            collections: collections.iter().map(|c| (*c).to_owned()).collect(),
+            publisher,
+            exchange,
+            batch_size: 256,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+
+    /// Documents read per collection per pass.
+    pub fn with_batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Pause between passes that found nothing to do.
+    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// Age in seconds of the oldest unpublished record (0 when none).
+    pub async fn lag_seconds(&self) -> Result<f64, OutboxError> {
+        let mut oldest: Option<DateTime> = None;
+        for name in &self.collections {
+            let found = self
+                .database
+                .collection::<Document>(name)
+                .find_one(doc! { SINCE_FIELD: { "$exists": true } })
+                .sort(doc! { SINCE_FIELD: 1 })
+                .projection(doc! { SINCE_FIELD: 1 })
+                .await?;
+            if let Some(since) = found.and_then(|d| d.get_datetime(SINCE_FIELD).ok().copied()) {
+                oldest = Some(oldest.map_or(since, |o| o.min(since)));
+            }
+        }
+        let now = DateTime::now().timestamp_millis();
+        Ok(oldest.map_or(0.0, |o| (now - o.timestamp_millis()).max(0) as f64 / 1000.0))
+    }
+
+    /// One pass: publishes up to a batch of documents' records per collection
+    /// and marks the confirmed ones. Returns how many records were published.
+    #[tracing::instrument(skip_all)]
+    pub async fn relay_once(&self) -> Result<usize, OutboxError> {
+        metrics::gauge!("palm_outbox_lag_seconds").set(self.lag_seconds().await?);
+        let mut published = 0;
+        for name in &self.collections {
+            published += self.relay_collection(name).await?;
+        }
+        metrics::counter!("palm_outbox_published_total").increment(published as u64);
+        Ok(published)
+    }
+
+    async fn relay_collection(&self, name: &str) -> Result<usize, OutboxError> {
+        let collection = self.database.collection::<Document>(name);
+        let documents: Vec<Document> = collection
+            .find(doc! { SINCE_FIELD: { "$exists": true } })
+            .sort(doc! { SINCE_FIELD: 1 })
+            .limit(self.batch_size)
+            .projection(doc! { OUTBOX_FIELD: 1 })
+            .await?
+            .try_collect()
+            .await?;
+
+        // Publish every record of the batch at once (the publisher pipelines
+        // them under its window), then mark each document's confirmed ones.
+        let mut publishes = FuturesUnordered::new();
+        for (index, document) in documents.iter().enumerate() {
+            let records = document
+                .get_array(OUTBOX_FIELD)
+                .map(|a| a.as_slice())
+                .unwrap_or_default();
+            for record in records {
+                let Ok(record) = bson::from_bson::<OutboxRecord>(record.clone()) else {
+                    tracing::error!(collection = name, "unreadable outbox record left in place");
+                    continue;
+                };
+                let message = OutgoingMessage {
+                    kind: Some(record.routing_key.clone()),
+                    ..OutgoingMessage::raw(
+                        &self.exchange,
+                        &record.routing_key,
+                        &record.id,
+                        record.body.into_bytes(),
+                    )
+                };
+                let publisher = self.publisher.clone();
+                publishes.push(async move {
+                    let result = publisher.publish(&message).await;
+                    (index, message.message_id, result)
+                });
+            }
+        }
+        let mut confirmed: Vec<Vec<String>> = vec![Vec::new(); documents.len()];
+        while let Some((index, id, result)) = publishes.next().await {
+            match result {
+                Ok(()) => confirmed[index].push(id),
+                Err(error) => {
+                    tracing::warn!(%error, record = %id, "outbox publish failed; will retry")
+                }
+            }
+        }
+
+        let mut published = 0;
+        for (document, ids) in documents.iter().zip(confirmed) {
+            if ids.is_empty() {
+                continue;
+            }
+            let Some(id) = document.get("_id") else {
+                continue;
+            };
+            published += ids.len();
+            collection
+                .update_one(
+                    doc! { "_id": id },
+                    doc! { "$pull": { OUTBOX_FIELD: { "id": { "$in": ids } } } },
+                )
+                .await?;
+            // Clear the marker only if nothing was staged meanwhile.
+            collection
+                .update_one(
+                    doc! { "_id": id, OUTBOX_FIELD: { "$size": 0 } },
+                    doc! { "$unset": { SINCE_FIELD: "" } },
+                )
+                .await?;
+        }
+        Ok(published)
+    }
+
+    /// Relays while this instance holds `lease`, until `shutdown`.
+    pub async fn run(&self, lease: Lease, shutdown: CancellationToken) {
+        lease::while_leader(&lease, &shutdown, |token| async move {
+            tracing::info!(epoch = token.epoch, "outbox relay active");
+            while !token.lost.is_cancelled() {
+                let idle = match self.relay_once().await {
+                    Ok(published) => published == 0,
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox pass failed");
+                        true
+                    }
+                };
+                if idle {
+                    tokio::select! {
+                        () = tokio::time::sleep(self.poll_interval) => {}
+                        () = token.lost.cancelled() => {}
+                    }
+                }
+            }
+            tracing::info!(epoch = token.epoch, "outbox relay standing by");
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, ms: i64) -> OutboxRecord {
+        OutboxRecord {
+            id: id.into(),
+            routing_key: "member.joined".into(),
+            body: "{}".into(),
+            created_at: DateTime::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn stage_merges_with_the_domain_update() {
+        let mut update = doc! { "$set": { "name": "x" }, "$push": { "members": "a" } };
+        stage(&mut update, &[record("1", 20), record("2", 10)]);
+        assert_eq!(
+            update
+                .get_document("$set")
+                .unwrap()
+                .get_str("name")
+                .unwrap(),
+            "x"
+        );
+        let push = update.get_document("$push").unwrap();
+        assert!(push.contains_key("members") && push.contains_key(OUTBOX_FIELD));
+        assert_eq!(
+            update
+                .get_document("$min")
+                .unwrap()
+                .get_datetime(SINCE_FIELD)
+                .unwrap(),
+            &DateTime::from_millis(10)
+        );
+    }
+
+    #[test]
+    fn attach_marks_the_document_pending() {
+        let mut document = doc! { "_id": 1 };
+        attach(&mut document, &[record("1", 5)]);
+        assert_eq!(document.get_array(OUTBOX_FIELD).unwrap().len(), 1);
+        attach(&mut document, &[]);
+        assert!(document.contains_key(SINCE_FIELD));
+    }
+}

@@ -1,0 +1,89 @@
+//! The `mongo.*` configuration section and the client built from it.
+
+use std::time::Duration;
+
+use mongodb::bson::doc;
+use mongodb::options::{ClientOptions, ReadPreference, SelectionCriteria, WriteConcern};
+use mongodb::{Client, Database};
+use palm_core::InvalidSetting;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// How a service reaches MongoDB.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MongoSettings {
+    /// Connection string listing every replica-set member and the set name;
+    /// a secret because it holds credentials.
+    pub url: SecretString,
+    /// Database holding this environment's collections.
+    pub database: String,
+    /// Read from secondaries when possible (read-only services like metrics).
+    pub secondary_preferred: bool,
+    /// How long an operation waits for a usable server before failing.
+    pub server_selection_timeout_ms: u64,
+}
+
+impl Default for MongoSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("mongodb://127.0.0.1:27017/?replicaSet=rs0"),
+            database: "palm".into(),
+            secondary_preferred: false,
+            server_selection_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl MongoSettings {
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let url = self.url.expose_secret();
+        if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+            return Err(InvalidSetting::new(
+                "mongo",
+                "url",
+                "must start with mongodb:// or mongodb+srv://",
+            ));
+        }
+        if self.database.is_empty() || self.database.contains(['/', '\\', '.', ' ', '"', '$']) {
+            return Err(InvalidSetting::new(
+                "mongo",
+                "database",
+                "must be a valid MongoDB database name",
+            ));
+        }
+        if self.server_selection_timeout_ms == 0 {
+            return Err(InvalidSetting::new(
+                "mongo",
+                "server_selection_timeout_ms",
+                "must be above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds the client with Palm's rules — majority writes, retryable writes,
+/// bounded server selection — and returns the configured database. Does not
+/// wait for the server: readiness reports it.
+pub async fn connect(settings: &MongoSettings, app_name: &str) -> mongodb::error::Result<Database> {
+    let mut options = ClientOptions::parse(settings.url.expose_secret()).await?;
+    options.app_name = Some(app_name.to_owned());
+    options.write_concern = Some(WriteConcern::majority());
+    options.retry_writes = Some(true);
+    options.server_selection_timeout =
+        Some(Duration::from_millis(settings.server_selection_timeout_ms));
+    if settings.secondary_preferred {
+        options.selection_criteria = Some(SelectionCriteria::ReadPreference(
+            ReadPreference::SecondaryPreferred { options: None },
+        ));
+    }
+    let client = Client::with_options(options)?;
+    Ok(client.database(&settings.database))
+}
+
+/// Whether the database answers a ping; the readiness check.
+pub async fn ping(database: &Database) -> bool {
+    database.run_command(doc! { "ping": 1 }).await.is_ok()
+}
