@@ -1,1 +1,88 @@
-//! placeholder
+//! Helpers for Palm's end-to-end tests, which run the real binaries as child
+//! processes against the real broker and database.
+//!
+//! # Layout
+//! - [`ServiceEnv`]: the environment that isolates one test's services (own
+//!   exchange/queue prefix and database) and the teardown of what they declared.
+//! - `src/bin/palm-test-worker.rs`: a fixture service with a slow, idempotent
+//!   consumer, for shutdown tests of the consumer runner in a real process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use palm_amqp::{Names, QueueSpec};
+
+/// Environment for services under test.
+#[derive(Debug, Clone)]
+pub struct ServiceEnv {
+    /// Exchange and queue prefix.
+    pub prefix: String,
+    /// MongoDB database.
+    pub database: String,
+    /// RabbitMQ URL.
+    pub amqp_url: String,
+}
+
+impl Default for ServiceEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServiceEnv {
+    /// A fresh prefix and database on the test broker and MongoDB.
+    pub fn new() -> Self {
+        Self {
+            prefix: palm_testkit::unique_prefix(),
+            database: palm_testkit::unique_database(),
+            amqp_url: palm_testkit::amqp_url(),
+        }
+    }
+
+    /// Variables for a child process; `extra` entries override.
+    pub fn vars(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = [
+            ("PALM__AMQP__URL", self.amqp_url.clone()),
+            ("PALM__AMQP__PREFIX", self.prefix.clone()),
+            ("PALM__AMQP__RETRY_DELAYS_MS", "100,200".to_owned()),
+            ("PALM__MONGO__URL", palm_testkit::mongo_url()),
+            ("PALM__MONGO__DATABASE", self.database.clone()),
+            ("PALM__ADMIN__ADDR", "127.0.0.1:0".to_owned()),
+            ("PALM__SHUTDOWN__GRACE_MS", "10000".to_owned()),
+            ("PALM_CONFIG_DIR", "/nonexistent".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (key, value) in extra {
+            vars.retain(|(k, _)| k != key);
+            vars.push(((*key).to_owned(), (*value).to_owned()));
+        }
+        vars
+    }
+
+    /// Deletes the queues of `specs` (with their delay queues and DLQs, for
+    /// two retry steps as set by [`ServiceEnv::vars`]) and the exchanges.
+    pub async fn teardown(&self, specs: &[QueueSpec]) {
+        let names = Names::new(self.prefix.clone());
+        let mut queues = Vec::new();
+        for spec in specs {
+            let queue = names.queue(&spec.short_name);
+            queues.extend([Names::retry_queue(&queue, 0), Names::retry_queue(&queue, 1)]);
+            queues.push(Names::dead_letter_queue(&queue));
+            queues.push(queue);
+        }
+        let exchanges = vec![names.events_exchange(), names.dead_letter_exchange()];
+        palm_testkit::cleanup::delete(&self.amqp_url, &queues, &exchanges).await;
+    }
+}
+
+/// GETs `http://{addr}{path}` and returns the status code and body.
+pub async fn get(addr: &str, path: &str) -> (u16, String) {
+    match reqwest::get(format!("http://{addr}{path}")).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(error) => (0, error.to_string()),
+    }
+}

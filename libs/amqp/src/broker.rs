@@ -94,6 +94,12 @@ impl Broker {
             .is_some_and(|live| live.connection.status().connected())
     }
 
+    /// A readiness check: up while connected.
+    pub fn readiness_check(&self) -> impl Fn() -> std::future::Ready<bool> + Send + Sync + 'static {
+        let broker = self.clone();
+        move || std::future::ready(broker.is_connected())
+    }
+
     /// Waits up to `timeout` for a live connection.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), BrokerError> {
         tokio::time::timeout(timeout, self.live())

@@ -103,6 +103,16 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The topology of a service with `queues`, named and limited by `settings`.
+    pub fn new(settings: &crate::AmqpSettings, queues: Vec<QueueSpec>) -> Self {
+        Self {
+            names: Names::new(settings.prefix.clone()),
+            queues,
+            delivery_limit: settings.delivery_limit,
+            retry_delays: settings.retry_delays(),
+        }
+    }
+
     /// Declares exchanges, queues and bindings; idempotent.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
         let durable = ExchangeDeclareOptions {

@@ -22,6 +22,16 @@ pub struct Runtime {
     pub readiness: Readiness,
 }
 
+impl Runtime {
+    /// A per-process id, for lease ownership and connection names: the pod
+    /// name when Kubernetes gives one (`HOSTNAME`), plus the pid so two
+    /// processes on one host differ.
+    pub fn instance_id(&self) -> String {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        format!("{host}-{}", std::process::id())
+    }
+}
+
 /// Runs a service: config → telemetry → admin server → `service` until a
 /// shutdown signal → drain within `shutdown.grace_ms` → flush telemetry.
 ///

@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    palm_service::run(palmdao::SERVICE, palmdao::run)
+}

@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    palm_service::run(palmvalidator::SERVICE, palmvalidator::run)
+}

@@ -1,0 +1,56 @@
+//! `palmvalidator`: the stateless, horizontally scalable validation worker
+//! between palmdao requests and results. It talks to RabbitMQ only.
+//!
+//! This crate currently wires the foundation: the job queue it consumes
+//! (wallet verifications and vote validations) and readiness. The validation
+//! handlers arrive with their issue; nothing here pretends to do them.
+
+use palm_amqp::{AmqpSettings, Broker, QueueSpec, Topology};
+use palm_core::InvalidSetting;
+use palm_service::{Runtime, RuntimeSettings, ServiceSettings};
+use serde::Deserialize;
+
+/// Service name: binary, image, chart, log and metric label.
+pub const SERVICE: &str = "palmvalidator";
+
+/// The queue this service consumes.
+pub fn queues() -> Vec<QueueSpec> {
+    vec![QueueSpec::new(
+        "palmvalidator.jobs",
+        &["verification.requested.wallet", "vote.submitted"],
+    )]
+}
+
+/// `palmvalidator` configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `admin.*`, `telemetry.*`, `shutdown.*`.
+    #[serde(flatten)]
+    pub runtime: RuntimeSettings,
+    /// `amqp.*`.
+    pub amqp: AmqpSettings,
+}
+
+impl ServiceSettings for Settings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        self.runtime.validate()?;
+        self.amqp.validate()
+    }
+
+    fn runtime(&self) -> &RuntimeSettings {
+        &self.runtime
+    }
+}
+
+/// Runs the service until `runtime.shutdown`.
+pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
+    let broker = Broker::start(
+        settings.amqp.clone(),
+        Topology::new(&settings.amqp, queues()),
+    );
+    runtime.readiness.register("amqp", broker.readiness_check());
+    runtime.shutdown.cancelled().await;
+    broker.close().await;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Each service binary as a real process: it reports ready, serves its admin
+//! endpoints, and exits cleanly on SIGTERM; a bad config value stops it with
+//! a non-zero exit naming the key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use palm_testkit::eventually;
+use palm_testkit::process::{ServiceProcess, binary};
+use palm_tests::{ServiceEnv, get};
+
+async fn starts_ready_and_stops_cleanly(name: &str, queues: Vec<palm_amqp::QueueSpec>) {
+    let env = ServiceEnv::new();
+    let mut service = ServiceProcess::spawn(binary(name), &env.vars(&[]));
+    let admin = service.admin_addr(Duration::from_secs(20)).await;
+
+    assert_eq!(get(&admin, "/healthz").await.0, 200);
+    let body = eventually("the service ready", Duration::from_secs(30), || {
+        let admin = admin.clone();
+        async move {
+            let (status, body) = get(&admin, "/readyz").await;
+            (status == 200).then_some(body)
+        }
+    })
+    .await;
+    assert!(body.contains("\"status\":\"ready\""), "{body}");
+    let (status, metrics) = get(&admin, "/metrics").await;
+    assert_eq!(status, 200);
+    if !queues.is_empty() {
+        assert!(metrics.contains("palm_amqp_connected 1"), "{metrics}");
+    }
+
+    service.sigterm();
+    assert_eq!(
+        service.wait(Duration::from_secs(15)).await,
+        Some(0),
+        "clean exit on SIGTERM"
+    );
+    assert!(
+        service
+            .output()
+            .iter()
+            .any(|l| l.contains("stopped cleanly"))
+    );
+    env.teardown(&queues).await;
+}
+
+#[tokio::test]
+async fn palmdao_starts_ready_and_stops_cleanly() {
+    starts_ready_and_stops_cleanly("palmdao", palmdao::queues()).await;
+}
+
+#[tokio::test]
+async fn palmvalidator_starts_ready_and_stops_cleanly() {
+    starts_ready_and_stops_cleanly("palmvalidator", palmvalidator::queues()).await;
+}
+
+#[tokio::test]
+async fn palmvalidator_discord_starts_ready_and_stops_cleanly() {
+    starts_ready_and_stops_cleanly("palmvalidator-discord", palmvalidator_discord::queues()).await;
+}
+
+#[tokio::test]
+async fn palmplatformmetrics_starts_ready_and_stops_cleanly() {
+    starts_ready_and_stops_cleanly("palmplatformmetrics", Vec::new()).await;
+}
+
+async fn exits_naming(name: &str, var: &str, value: &str, key: &str) {
+    let env = ServiceEnv::new();
+    let mut service = ServiceProcess::spawn(binary(name), &env.vars(&[(var, value)]));
+    assert_eq!(
+        service.wait(Duration::from_secs(10)).await,
+        Some(78),
+        "EX_CONFIG"
+    );
+    let output = service.output().join("\n");
+    assert!(
+        output.contains(&format!("`{key}`")),
+        "the message names `{key}`: {output}"
+    );
+    assert!(
+        !output.contains("admin server listening"),
+        "nothing started"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_config_value_stops_each_service_naming_the_key() {
+    exits_naming("palmdao", "PALM__AMQP__PREFETCH", "lots", "amqp.prefetch").await;
+    exits_naming(
+        "palmdao",
+        "PALM__OUTBOX__LEASE_TTL_MS",
+        "5",
+        "outbox.lease_ttl_ms",
+    )
+    .await;
+    exits_naming(
+        "palmvalidator",
+        "PALM__AMQP__CONCURRENCY",
+        "0",
+        "amqp.concurrency",
+    )
+    .await;
+    exits_naming(
+        "palmvalidator-discord",
+        "PALM__AMQP__URL",
+        "http://nope",
+        "amqp.url",
+    )
+    .await;
+    exits_naming(
+        "palmplatformmetrics",
+        "PALM__MONGO__URL",
+        "postgres://x",
+        "mongo.url",
+    )
+    .await;
+    exits_naming(
+        "palmplatformmetrics",
+        "PALM__TELEMETRY__SAMPLE_RATIO",
+        "2.5",
+        "telemetry.sample_ratio",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_environment_file_is_an_error() {
+    let env = ServiceEnv::new();
+    let mut service = ServiceProcess::spawn(
+        binary("palmvalidator"),
+        &env.vars(&[("PALM_ENV", "nowhere")]),
+    );
+    assert_eq!(service.wait(Duration::from_secs(10)).await, Some(78));
+    assert!(
+        service
+            .output()
+            .join("\n")
+            .contains("nowhere.toml does not exist")
+    );
+}
