@@ -24,10 +24,25 @@ async fn starts_ready_and_stops_cleanly(name: &str, queues: Vec<palm_amqp::Queue
     })
     .await;
     assert!(body.contains("\"status\":\"ready\""), "{body}");
-    let (status, metrics) = get(&admin, "/metrics").await;
+    let (status, _) = get(&admin, "/metrics").await;
     assert_eq!(status, 200);
     if !queues.is_empty() {
-        assert!(metrics.contains("palm_amqp_connected 1"), "{metrics}");
+        let admin = admin.clone();
+        eventually(
+            "the connection gauge at 1",
+            Duration::from_secs(10),
+            move || {
+                let admin = admin.clone();
+                async move {
+                    get(&admin, "/metrics")
+                        .await
+                        .1
+                        .contains("palm_amqp_connected 1")
+                        .then_some(())
+                }
+            },
+        )
+        .await;
     }
 
     service.sigterm();

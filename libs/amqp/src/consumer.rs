@@ -282,8 +282,10 @@ impl<H: Handler> Consumer<H> {
             attempt,
             trace_id = tracing::field::Empty,
         );
-        headers::adopt_trace_context(&span, headers);
-        span.record("trace_id", headers::trace_id(&span));
+        if !span.is_disabled() {
+            headers::adopt_trace_context(&span, headers);
+            span.record("trace_id", headers::trace_id(&span));
+        }
 
         let incoming = Incoming {
             message_id,

@@ -1,7 +1,7 @@
 //! Operator helpers for dead-letter queues: look at what is there and why,
 //! and replay messages into their queue once the cause is fixed.
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 
 use crate::broker::BrokerError;
@@ -83,6 +83,9 @@ pub async fn inspect(
 
 /// Moves up to `limit` messages from the DLQ of `queue` back into `queue`
 /// with their attempt count reset. Returns how many moved.
+///
+/// Only messages already in the DLQ when the replay starts are moved: one
+/// that fails again and returns to the DLQ meanwhile is not replayed twice.
 pub async fn replay(
     broker: &Broker,
     publisher: &Publisher,
@@ -92,6 +95,15 @@ pub async fn replay(
     let live = broker.live().await?;
     let channel = live.connection.create_channel().await?;
     let dlq = Names::dead_letter_queue(queue);
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let depth = channel
+        .queue_declare(dlq.as_str().into(), passive, FieldTable::default())
+        .await?
+        .message_count();
+    let limit = limit.min(usize::try_from(depth).unwrap_or(usize::MAX));
     let mut moved = 0;
     while moved < limit {
         let Some(message) = channel

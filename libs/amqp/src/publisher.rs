@@ -14,6 +14,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
 use palm_core::{Envelope, Event};
+use std::sync::RwLock;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
@@ -98,7 +99,10 @@ pub struct Publisher {
 struct Inner {
     broker: Broker,
     window: Semaphore,
-    channel: Mutex<Option<(u64, Channel)>>,
+    /// The shared confirm-mode channel. Read on every publish, so a plain
+    /// lock held for a clone only; replacing it is serialized by `reopen`.
+    channel: RwLock<Option<Channel>>,
+    reopen: Mutex<()>,
     timeout: Duration,
     published: metrics::Counter,
     confirmed: metrics::Counter,
@@ -123,7 +127,8 @@ impl Publisher {
             inner: Arc::new(Inner {
                 broker,
                 window: Semaphore::new(window),
-                channel: Mutex::new(None),
+                channel: RwLock::new(None),
+                reopen: Mutex::new(()),
                 timeout,
                 published: metrics::counter!("palm_amqp_published_total"),
                 confirmed: metrics::counter!("palm_amqp_confirmed_total"),
@@ -162,76 +167,77 @@ impl Publisher {
             ..BasicPublishOptions::default()
         };
 
-        let mut last_error = String::new();
-        loop {
-            if Instant::now() >= deadline {
-                self.inner.failed.increment(1);
-                return Err(PublishError::Timeout(self.inner.timeout, last_error));
+        let mut last_error = String::from("no broker connection");
+        // One deadline for the whole publish, retries and reconnects included.
+        let attempts = async {
+            loop {
+                let channel = match self.channel().await {
+                    Ok(channel) => channel,
+                    Err(error) => return Err(error),
+                };
+                self.inner.published.increment(1);
+                let outcome = async {
+                    channel
+                        .basic_publish(
+                            message.exchange.as_str().into(),
+                            message.routing_key.as_str().into(),
+                            options,
+                            &message.body,
+                            properties.clone(),
+                        )
+                        .await?
+                        .await
+                };
+                match outcome.await {
+                    Ok(Confirmation::Ack(None)) => {
+                        self.inner.confirmed.increment(1);
+                        return Ok(());
+                    }
+                    Ok(Confirmation::Ack(Some(_returned))) => {
+                        self.inner.failed.increment(1);
+                        return Err(PublishError::Unroutable {
+                            exchange: message.exchange.clone(),
+                            routing_key: message.routing_key.clone(),
+                        });
+                    }
+                    Ok(Confirmation::Nack(_)) => {
+                        // The broker could not take the message (a queue at
+                        // its limit under reject-publish); back off, retry.
+                        last_error = "broker nacked the publish".into();
+                        tracing::warn!("publish nacked, retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Ok(Confirmation::NotRequested) => {
+                        last_error = "channel lost confirm mode".into();
+                        self.discard_channel(&channel);
+                    }
+                    Err(error) => {
+                        last_error = error.to_string();
+                        tracing::debug!(%error, "publish failed on a broken channel, retrying");
+                        self.discard_channel(&channel);
+                    }
+                }
             }
-            let remaining = deadline - Instant::now();
-            let channel = match tokio::time::timeout(remaining, self.channel()).await {
-                Ok(Ok(channel)) => channel,
-                Ok(Err(error)) => {
-                    last_error = error.to_string();
-                    continue;
-                }
-                Err(_) => continue,
-            };
-            self.inner.published.increment(1);
-            let outcome = async {
-                channel
-                    .basic_publish(
-                        message.exchange.as_str().into(),
-                        message.routing_key.as_str().into(),
-                        options,
-                        &message.body,
-                        properties.clone(),
-                    )
-                    .await?
-                    .await
-            };
-            match tokio::time::timeout(remaining, outcome).await {
-                Ok(Ok(Confirmation::Ack(None))) => {
-                    self.inner.confirmed.increment(1);
-                    return Ok(());
-                }
-                Ok(Ok(Confirmation::Ack(Some(_returned)))) => {
-                    self.inner.failed.increment(1);
-                    return Err(PublishError::Unroutable {
-                        exchange: message.exchange.clone(),
-                        routing_key: message.routing_key.clone(),
-                    });
-                }
-                Ok(Ok(Confirmation::Nack(_))) => {
-                    // The broker could not take the message (a queue at its
-                    // limit under reject-publish); back off and try again.
-                    last_error = "broker nacked the publish".into();
-                    tracing::warn!("publish nacked, retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Ok(Ok(Confirmation::NotRequested)) => {
-                    last_error = "channel lost confirm mode".into();
-                    self.discard_channel(&channel).await;
-                }
-                Ok(Err(error)) => {
-                    last_error = error.to_string();
-                    tracing::debug!(%error, "publish failed on a broken channel, retrying");
-                    self.discard_channel(&channel).await;
-                }
-                Err(_) => last_error = "confirm did not arrive".into(),
+        };
+        match tokio::time::timeout_at(deadline, attempts).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.inner.failed.increment(1);
+                Err(PublishError::Timeout(self.inner.timeout, last_error))
             }
         }
     }
 
     /// The shared confirm-mode channel on the current connection.
     async fn channel(&self) -> Result<Channel, PublishError> {
-        let mut slot = self.inner.channel.lock().await;
-        if let Some((_, channel)) = slot.as_ref()
-            && channel.status().connected()
-        {
-            return Ok(channel.clone());
+        if let Some(channel) = self.current_channel() {
+            return Ok(channel);
         }
-        *slot = None;
+        let _reopening = self.inner.reopen.lock().await;
+        // Another publisher may have reopened it while this one waited.
+        if let Some(channel) = self.current_channel() {
+            return Ok(channel);
+        }
         loop {
             // A channel can break on a connection that is still alive (a
             // channel-level error); then a new channel on it is fine.
@@ -246,7 +252,9 @@ impl Publisher {
             .await;
             match created {
                 Ok(channel) => {
-                    *slot = Some((live.generation, channel.clone()));
+                    if let Ok(mut slot) = self.inner.channel.write() {
+                        *slot = Some(channel.clone());
+                    }
                     return Ok(channel);
                 }
                 Err(error) => {
@@ -257,11 +265,18 @@ impl Publisher {
         }
     }
 
-    async fn discard_channel(&self, broken: &Channel) {
-        let mut slot = self.inner.channel.lock().await;
-        if slot
-            .as_ref()
-            .is_some_and(|(_, channel)| channel.id() == broken.id())
+    fn current_channel(&self) -> Option<Channel> {
+        let slot = self.inner.channel.read().ok()?;
+        slot.as_ref()
+            .filter(|channel| channel.status().connected())
+            .cloned()
+    }
+
+    fn discard_channel(&self, broken: &Channel) {
+        if let Ok(mut slot) = self.inner.channel.write()
+            && slot
+                .as_ref()
+                .is_some_and(|channel| channel.id() == broken.id())
         {
             *slot = None;
         }

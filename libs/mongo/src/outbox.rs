@@ -203,11 +203,13 @@ impl OutboxRelay {
         // Publish every record of the batch at once (the publisher pipelines
         // them under its window), then mark each document's confirmed ones.
         let mut publishes = FuturesUnordered::new();
+        let mut staged = vec![0_usize; documents.len()];
         for (index, document) in documents.iter().enumerate() {
             let records = document
                 .get_array(OUTBOX_FIELD)
                 .map(|a| a.as_slice())
                 .unwrap_or_default();
+            staged[index] = records.len();
             for record in records {
                 let Ok(record) = bson::from_bson::<OutboxRecord>(record.clone()) else {
                     tracing::error!(collection = name, "unreadable outbox record left in place");
@@ -240,27 +242,30 @@ impl OutboxRelay {
         }
 
         let mut published = 0;
-        for (document, ids) in documents.iter().zip(confirmed) {
-            if ids.is_empty() {
-                continue;
-            }
+        for ((document, ids), staged) in documents.iter().zip(confirmed).zip(staged) {
             let Some(id) = document.get("_id") else {
                 continue;
             };
-            published += ids.len();
-            collection
-                .update_one(
-                    doc! { "_id": id },
-                    doc! { "$pull": { OUTBOX_FIELD: { "id": { "$in": ids } } } },
-                )
-                .await?;
-            // Clear the marker only if nothing was staged meanwhile.
-            collection
-                .update_one(
-                    doc! { "_id": id, OUTBOX_FIELD: { "$size": 0 } },
-                    doc! { "$unset": { SINCE_FIELD: "" } },
-                )
-                .await?;
+            if !ids.is_empty() {
+                published += ids.len();
+                collection
+                    .update_one(
+                        doc! { "_id": id },
+                        doc! { "$pull": { OUTBOX_FIELD: { "id": { "$in": &ids } } } },
+                    )
+                    .await?;
+            }
+            // Clear the marker once every record read is out; also when none
+            // was left, since a relay that died between pull and clear leaves
+            // an empty array behind. Only if nothing was staged meanwhile.
+            if ids.len() == staged {
+                collection
+                    .update_one(
+                        doc! { "_id": id, OUTBOX_FIELD: { "$size": 0 } },
+                        doc! { "$unset": { SINCE_FIELD: "" } },
+                    )
+                    .await?;
+            }
         }
         Ok(published)
     }
