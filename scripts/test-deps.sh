@@ -57,8 +57,12 @@ ensure_mongo() {
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   mkdir -p "$state/mongo-data"
   log "starting nx-27017 on port $port"
-  nohup "$venv/bin/python" "$root/scripts/mongo-standin.py" --data-dir "$state/mongo-data" --host 127.0.0.1 -p "$port" \
-    >"$state/mongo.log" 2>&1 &
+  # nx-27017 keeps a PID file in /tmp by default and refuses to start while
+  # it names a live process; each checkout gets its own.
+  (cd "$state" && exec "$venv/bin/python" "$root/scripts/mongo-standin.py" \
+    --data-dir "$state/mongo-data" --host 127.0.0.1 -p "$port" \
+    --pid-file "$state/mongo.nx.pid" --log-file "$state/mongo.nx.log") \
+    >"$state/mongo.log" 2>&1 </dev/null &
   echo $! >"$state/mongo.pid"
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break

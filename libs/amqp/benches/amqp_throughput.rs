@@ -6,7 +6,8 @@
 //! Run: `make bench` (or `cargo bench -p palm-amqp --bench amqp_throughput`).
 //! Tune with BENCH_MESSAGES, BENCH_ROUNDS, BENCH_WINDOW, BENCH_PREFETCH and
 //! PALM_AMQP_URL.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+// The raw-lapin baseline is the point of this benchmark.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

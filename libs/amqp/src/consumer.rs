@@ -136,10 +136,10 @@ impl ConsumerMetrics {
     fn new(queue: &str) -> Self {
         let label = ("queue", queue.to_owned());
         Self {
-            consumed: metrics::counter!("palm_amqp_consumed_total", &[label.clone()]),
-            acked: metrics::counter!("palm_amqp_acked_total", &[label.clone()]),
-            retried: metrics::counter!("palm_amqp_retried_total", &[label.clone()]),
-            dead_lettered: metrics::counter!("palm_amqp_dead_lettered_total", &[label.clone()]),
+            consumed: metrics::counter!("palm_amqp_consumed_total", std::slice::from_ref(&label)),
+            acked: metrics::counter!("palm_amqp_acked_total", std::slice::from_ref(&label)),
+            retried: metrics::counter!("palm_amqp_retried_total", std::slice::from_ref(&label)),
+            dead_lettered: metrics::counter!("palm_amqp_dead_lettered_total", std::slice::from_ref(&label)),
             handler_seconds: metrics::histogram!("palm_amqp_handler_seconds", &[label]),
         }
     }

@@ -1,6 +1,6 @@
 //! Shared setup for the AMQP lib's integration tests: an isolated prefix per
 //! test on the real broker, and teardown of everything declared.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole suite on this machine: the four services against the local
+# RabbitMQ and MongoDB (PALM_MONGO_URL, or the stand-in), each with its admin
+# server on its own port. Ctrl-C (or SIGTERM) stops them gracefully.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+eval "$(scripts/test-deps.sh)"
+cargo build --locked --bins -p palmdao -p palmvalidator -p palmvalidator-discord -p palmplatformmetrics
+
+export PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX="${PALM__AMQP__PREFIX:-palm-local}"
+export PALM__MONGO__URL="$PALM_MONGO_URL" PALM__MONGO__DATABASE="${PALM__MONGO__DATABASE:-palm_local}"
+pids=()
+port=9091
+for service in palmdao palmvalidator palmvalidator-discord palmplatformmetrics; do
+  PALM__ADMIN__ADDR="127.0.0.1:$port" "target/debug/$service" &
+  pids+=($!)
+  echo "run-local: $service admin on http://127.0.0.1:$port (/healthz /readyz /metrics)" >&2
+  port=$((port + 1))
+done
+stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; }
+trap stop INT TERM
+wait
