@@ -7,7 +7,12 @@
 //! Tune with BENCH_MESSAGES, BENCH_ROUNDS, BENCH_WINDOW, BENCH_PREFETCH and
 //! PALM_AMQP_URL.
 // The raw-lapin baseline is the point of this benchmark.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

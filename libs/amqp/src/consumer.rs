@@ -103,6 +103,16 @@ where
     }
 }
 
+/// A panicking handler is a transient failure: retried, then dead-lettered.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> HandlerError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    HandlerError::Transient(anyhow::anyhow!("handler panicked: {what}"))
+}
+
 /// Runs a [`Handler`] over one queue of the topology.
 pub struct Consumer<H> {
     broker: Broker,
@@ -139,7 +149,10 @@ impl ConsumerMetrics {
             consumed: metrics::counter!("palm_amqp_consumed_total", std::slice::from_ref(&label)),
             acked: metrics::counter!("palm_amqp_acked_total", std::slice::from_ref(&label)),
             retried: metrics::counter!("palm_amqp_retried_total", std::slice::from_ref(&label)),
-            dead_lettered: metrics::counter!("palm_amqp_dead_lettered_total", std::slice::from_ref(&label)),
+            dead_lettered: metrics::counter!(
+                "palm_amqp_dead_lettered_total",
+                std::slice::from_ref(&label)
+            ),
             handler_seconds: metrics::histogram!("palm_amqp_handler_seconds", &[label]),
         }
     }
@@ -295,20 +308,19 @@ impl<H: Handler> Consumer<H> {
             attempt,
         };
         let started = Instant::now();
-        let result = AssertUnwindSafe(self.handler.handle(incoming))
-            .catch_unwind()
-            .instrument(span.clone())
-            .await
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(HandlerError::Transient(anyhow::anyhow!(
-                    "handler panicked: {what}"
-                )))
-            });
+        // The handler's future is created inside the span too: whatever a
+        // handler does before its first await belongs to this message.
+        let handling = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            span.in_scope(|| self.handler.handle(incoming))
+        }));
+        let result = match handling {
+            Ok(future) => AssertUnwindSafe(future)
+                .catch_unwind()
+                .instrument(span.clone())
+                .await
+                .unwrap_or_else(|panic| Err(panicked(panic.as_ref()))),
+            Err(panic) => Err(panicked(panic.as_ref())),
+        };
         self.metrics
             .handler_seconds
             .record(started.elapsed().as_secs_f64());

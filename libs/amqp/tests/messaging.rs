@@ -424,3 +424,53 @@ async fn single_active_consumer_only_one_receives_and_the_standby_takes_over() {
     second_run.await.unwrap().unwrap();
     bus.teardown().await;
 }
+
+#[tokio::test]
+async fn a_panicking_handler_does_not_stop_the_consumer_and_its_message_is_dead_lettered() {
+    let mut settings = common::settings(&palm_testkit::amqp_url());
+    settings.retry_delays_ms = vec![50];
+    settings.delivery_limit = 2;
+    let bus = TestBus::start(settings, vec![QueueSpec::new("fragile", &["fragile"])]).await;
+    let handled: Seen = Arc::default();
+    let handler = {
+        let handled = Arc::clone(&handled);
+        move |incoming: Incoming| {
+            let id = incoming.message_id.unwrap_or_default();
+            assert!(id != "bomb", "boom");
+            *handled.lock().unwrap().entry(id).or_default() += 1;
+            std::future::ready(Ok(()))
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let consuming = tokio::spawn(
+        Consumer::new(&bus.broker, &bus.publisher, "fragile", handler).run(shutdown.clone()),
+    );
+    for id in ["bomb", "fine"] {
+        bus.publisher
+            .publish(&message(&bus, "fragile", id, b"{}"))
+            .await
+            .unwrap();
+    }
+    let (broker, queue) = (bus.broker.clone(), bus.queue_name("fragile"));
+    let dead = eventually(
+        "the panicking message in the DLQ",
+        Duration::from_secs(10),
+        || {
+            let (broker, queue) = (broker.clone(), queue.clone());
+            async move {
+                let dead = dlq::inspect(&broker, &queue, 10).await.unwrap();
+                (!dead.is_empty()).then_some(dead)
+            }
+        },
+    )
+    .await;
+    assert!(
+        dead[0].reason.contains("handler panicked: boom"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(handled.lock().unwrap().get("fine"), Some(&1));
+    shutdown.cancel();
+    consuming.await.unwrap().unwrap();
+    bus.teardown().await;
+}
