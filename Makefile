@@ -8,7 +8,7 @@ run: ## build and run the four services locally against RabbitMQ and MongoDB (Ct
 	@scripts/run-local.sh
 
 test: ## run every test against the real RabbitMQ and MongoDB (or the stand-in), starting what is missing
-	@eval "$$(scripts/test-deps.sh)" && cargo nextest run --workspace --locked
+	@eval "$$(scripts/test-deps.sh)" && cargo build --workspace --bins --locked && cargo nextest run --workspace --locked
 
 bench: ## print AMQP throughput: raw lapin versus palm-amqp
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput

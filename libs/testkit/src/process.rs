@@ -21,7 +21,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built; run `cargo build --workspace` first",
+        "{} is not built; run the tests with `make test`, which builds every binary first",
         path.display()
     );
     path
