@@ -79,3 +79,18 @@ impl TestBus {
         palm_testkit::cleanup::delete(&self.url, &queues, &exchanges).await;
     }
 }
+
+impl TestBus {
+    /// Waits until the DLQ of queue `short` holds something, and returns it.
+    pub async fn wait_for_dead_letters(&self, short: &str) -> Vec<palm_amqp::dlq::DeadLetter> {
+        let (broker, queue) = (self.broker.clone(), self.queue_name(short));
+        palm_testkit::eventually("a message in the DLQ", Duration::from_secs(20), || {
+            let (broker, queue) = (broker.clone(), queue.clone());
+            async move {
+                let dead = palm_amqp::dlq::inspect(&broker, &queue, 10).await.unwrap();
+                (!dead.is_empty()).then_some(dead)
+            }
+        })
+        .await
+    }
+}

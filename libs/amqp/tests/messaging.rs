@@ -192,21 +192,7 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit_and_its_neig
             .unwrap();
     }
 
-    let queue = bus.queue_name("jobs");
-    let broker = bus.broker.clone();
-    let dead = eventually(
-        "the poison message in the DLQ",
-        Duration::from_secs(20),
-        || {
-            let broker = broker.clone();
-            let queue = queue.clone();
-            async move {
-                let dead = dlq::inspect(&broker, &queue, 10).await.unwrap();
-                (!dead.is_empty()).then_some(dead)
-            }
-        },
-    )
-    .await;
+    let dead = bus.wait_for_dead_letters("jobs").await;
     shutdown.cancel();
     consuming.await.unwrap().unwrap();
 
@@ -269,20 +255,7 @@ async fn a_malformed_body_goes_straight_to_the_dlq_and_can_be_replayed() {
         .await
         .unwrap();
 
-    let queue = bus.queue_name("events");
-    let broker = bus.broker.clone();
-    let dead = eventually(
-        "the malformed message in the DLQ",
-        Duration::from_secs(10),
-        || {
-            let (broker, queue) = (broker.clone(), queue.clone());
-            async move {
-                let dead = dlq::inspect(&broker, &queue, 10).await.unwrap();
-                (!dead.is_empty()).then_some(dead)
-            }
-        },
-    )
-    .await;
+    let dead = bus.wait_for_dead_letters("events").await;
     assert_eq!(dead[0].message_id.as_deref(), Some("garbage"));
     assert!(
         dead[0]
@@ -300,7 +273,7 @@ async fn a_malformed_body_goes_straight_to_the_dlq_and_can_be_replayed() {
 
     // An operator replay puts it back through the consumer (and, still
     // malformed, back into the DLQ).
-    let moved = dlq::replay(&bus.broker, &bus.publisher, &queue, 10)
+    let moved = dlq::replay(&bus.broker, &bus.publisher, &bus.queue_name("events"), 10)
         .await
         .unwrap();
     assert_eq!(moved, 1);
@@ -451,19 +424,7 @@ async fn a_panicking_handler_does_not_stop_the_consumer_and_its_message_is_dead_
             .await
             .unwrap();
     }
-    let (broker, queue) = (bus.broker.clone(), bus.queue_name("fragile"));
-    let dead = eventually(
-        "the panicking message in the DLQ",
-        Duration::from_secs(10),
-        || {
-            let (broker, queue) = (broker.clone(), queue.clone());
-            async move {
-                let dead = dlq::inspect(&broker, &queue, 10).await.unwrap();
-                (!dead.is_empty()).then_some(dead)
-            }
-        },
-    )
-    .await;
+    let dead = bus.wait_for_dead_letters("fragile").await;
     assert!(
         dead[0].reason.contains("handler panicked: boom"),
         "{}",

@@ -22,7 +22,7 @@ pub use idempotency::Idempotency;
 pub use indexes::ensure_indexes;
 pub use lease::Lease;
 pub use outbox::{OutboxRecord, OutboxRelay};
-pub use settings::{MongoSettings, connect, ping};
+pub use settings::{MongoSettings, connect, ping, readiness_check};
 
 /// Re-exported so services use one driver version.
 pub use mongodb;

@@ -83,7 +83,19 @@ pub async fn connect(settings: &MongoSettings, app_name: &str) -> mongodb::error
     Ok(client.database(&settings.database))
 }
 
-/// Whether the database answers a ping; the readiness check.
+/// Whether the database answers a ping.
 pub async fn ping(database: &Database) -> bool {
     database.run_command(doc! { "ping": 1 }).await.is_ok()
+}
+
+/// A readiness check: up while the database answers a ping.
+pub fn readiness_check(
+    database: &Database,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync + 'static
+{
+    let database = database.clone();
+    move || {
+        let database = database.clone();
+        Box::pin(async move { ping(&database).await })
+    }
 }

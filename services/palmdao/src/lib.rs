@@ -105,13 +105,9 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     let database = palm_mongo::connect(&settings.mongo, SERVICE)
         .await
         .context("failed to configure the MongoDB client")?;
-    {
-        let database = database.clone();
-        runtime.readiness.register("mongo", move || {
-            let database = database.clone();
-            async move { palm_mongo::ping(&database).await }
-        });
-    }
+    runtime
+        .readiness
+        .register("mongo", palm_mongo::readiness_check(&database));
     let retention = Duration::from_secs(settings.outbox.idempotency_retention_hours * 3600);
     Idempotency::ensure_indexes(&database, retention)
         .await

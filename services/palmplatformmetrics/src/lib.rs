@@ -54,10 +54,9 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     let database = palm_mongo::connect(&settings.mongo, SERVICE)
         .await
         .context("failed to configure the MongoDB client")?;
-    runtime.readiness.register("mongo", move || {
-        let database = database.clone();
-        async move { palm_mongo::ping(&database).await }
-    });
+    runtime
+        .readiness
+        .register("mongo", palm_mongo::readiness_check(&database));
     runtime.shutdown.cancelled().await;
     Ok(())
 }
