@@ -18,7 +18,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
-use palm_amqp::{OutgoingMessage, Publisher};
+use palm_amqp::{OutgoingMessage, PublishError, Publisher};
 use palm_core::{Envelope, Event};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,8 @@ use crate::lease::{self, Lease};
 pub const OUTBOX_FIELD: &str = "_outbox";
 /// Creation time of the oldest pending record; absent when none is pending.
 pub const SINCE_FIELD: &str = "_outbox_since";
+/// Records that could not be read, set aside for an operator.
+pub const DEAD_FIELD: &str = "_outbox_dead";
 
 /// One event waiting to be published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,18 +203,23 @@ impl OutboxRelay {
             .await?;
 
         // Publish every record of the batch at once (the publisher pipelines
-        // them under its window), then mark each document's confirmed ones.
+        // them under its window), then mark each document's settled ones.
         let mut publishes = FuturesUnordered::new();
         let mut staged = vec![0_usize; documents.len()];
+        let mut unreadable: Vec<Vec<Bson>> = vec![Vec::new(); documents.len()];
         for (index, document) in documents.iter().enumerate() {
             let records = document
                 .get_array(OUTBOX_FIELD)
                 .map(|a| a.as_slice())
                 .unwrap_or_default();
             staged[index] = records.len();
-            for record in records {
-                let Ok(record) = bson::from_bson::<OutboxRecord>(record.clone()) else {
-                    tracing::error!(collection = name, "unreadable outbox record left in place");
+            for raw in records {
+                let Ok(record) = bson::from_bson::<OutboxRecord>(raw.clone()) else {
+                    tracing::error!(
+                        collection = name,
+                        "unreadable outbox record moved to _outbox_dead"
+                    );
+                    unreadable[index].push(raw.clone());
                     continue;
                 };
                 let message = OutgoingMessage {
@@ -227,14 +234,24 @@ impl OutboxRelay {
                 let publisher = self.publisher.clone();
                 publishes.push(async move {
                     let result = publisher.publish(&message).await;
-                    (index, message.message_id, result)
+                    (index, message.message_id, message.routing_key, result)
                 });
             }
         }
-        let mut confirmed: Vec<Vec<String>> = vec![Vec::new(); documents.len()];
-        while let Some((index, id, result)) = publishes.next().await {
+        let mut settled: Vec<Vec<String>> = vec![Vec::new(); documents.len()];
+        while let Some((index, id, routing_key, result)) = publishes.next().await {
             match result {
-                Ok(()) => confirmed[index].push(id),
+                Ok(()) => settled[index].push(id),
+                // A domain event nobody subscribes to yet is delivered to
+                // nobody, not stuck: keep it visible, and move on so it does
+                // not hold the batch. (The publisher still reports it, since
+                // elsewhere an unroutable message is a bug.)
+                Err(PublishError::Unroutable { .. }) => {
+                    tracing::warn!(record = %id, %routing_key, "outbox event has no subscriber");
+                    metrics::counter!("palm_outbox_unrouted_total", "routing_key" => routing_key)
+                        .increment(1);
+                    settled[index].push(id);
+                }
                 Err(error) => {
                     tracing::warn!(%error, record = %id, "outbox publish failed; will retry")
                 }
@@ -242,7 +259,9 @@ impl OutboxRelay {
         }
 
         let mut published = 0;
-        for ((document, ids), staged) in documents.iter().zip(confirmed).zip(staged) {
+        for (((document, ids), staged), unreadable) in
+            documents.iter().zip(settled).zip(staged).zip(unreadable)
+        {
             let Some(id) = document.get("_id") else {
                 continue;
             };
@@ -255,13 +274,26 @@ impl OutboxRelay {
                     )
                     .await?;
             }
-            // Clear the marker once every record read is out; also when none
-            // was left, since a relay that died between pull and clear leaves
-            // an empty array behind. Only if nothing was staged meanwhile.
-            if ids.len() == staged {
+            let set_aside = unreadable.len();
+            for raw in unreadable {
                 collection
                     .update_one(
-                        doc! { "_id": id, OUTBOX_FIELD: { "$size": 0 } },
+                        doc! { "_id": id },
+                        doc! { "$pull": { OUTBOX_FIELD: raw.clone() }, "$push": { DEAD_FIELD: raw } },
+                    )
+                    .await?;
+            }
+            // Clear the marker once every record read is out; also when none
+            // was left (a relay that died between pull and clear leaves an
+            // empty array behind, or no array at all), and only if nothing
+            // was staged meanwhile.
+            if ids.len() + set_aside == staged {
+                collection
+                    .update_one(
+                        doc! { "_id": id, "$or": [
+                            { OUTBOX_FIELD: { "$size": 0 } },
+                            { OUTBOX_FIELD: { "$exists": false } },
+                        ] },
                         doc! { "$unset": { SINCE_FIELD: "" } },
                     )
                     .await?;

@@ -377,3 +377,56 @@ async fn while_leader_hands_over_when_the_leader_stops() {
     b.await.unwrap();
     db.drop().await.unwrap();
 }
+
+#[tokio::test]
+async fn events_without_a_subscriber_and_orphaned_markers_do_not_stay_pending() {
+    let db = database().await;
+    let bus = Bus::start().await;
+    let collection = db.collection::<Document>("memberships");
+    palm_mongo::ensure_indexes(&db, "memberships", vec![outbox::index()])
+        .await
+        .unwrap();
+
+    let unbound = Envelope::new(
+        "test",
+        palm_core::events::CommunityCreated {
+            community_id: Uuid::now_v7(),
+            slug: "nobody-listens".into(),
+            name: "n".into(),
+            admin_palm_id: Uuid::now_v7(),
+        },
+    );
+    let bound = Envelope::new(
+        "test",
+        MemberJoined {
+            community_id: Uuid::now_v7(),
+            community_slug: "c".into(),
+            palm_id: Uuid::now_v7(),
+        },
+    );
+    let mut both = doc! { "_id": 1_i64 };
+    outbox::attach(
+        &mut both,
+        &[
+            OutboxRecord::from_envelope(&unbound),
+            OutboxRecord::from_envelope(&bound),
+        ],
+    );
+    let mut orphaned = doc! { "_id": 2_i64 };
+    outbox::attach(&mut orphaned, &[OutboxRecord::from_envelope(&bound)]);
+    orphaned.remove(outbox::OUTBOX_FIELD);
+    collection.insert_many([both, orphaned]).await.unwrap();
+    assert_eq!(pending(&db).await, 2);
+
+    let relay = OutboxRelay::new(db.clone(), &["memberships"], bus.publisher.clone());
+    assert_eq!(relay.relay_once().await.unwrap(), 2, "both records settled");
+    assert_eq!(pending(&db).await, 0, "no document left pending");
+    bus.wait_for(&[bound.id.to_string()]).await;
+    assert_eq!(
+        relay.relay_once().await.unwrap(),
+        0,
+        "nothing is sent again"
+    );
+    bus.teardown().await;
+    db.drop().await.unwrap();
+}
