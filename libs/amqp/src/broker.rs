@@ -145,7 +145,8 @@ impl Broker {
         self.inner.stop.cancel();
         let live = self.inner.live.send_replace(None);
         if let Some(live) = live {
-            let _ = live.connection.close(200, "shutdown".into()).await;
+            let closing = live.connection.close(200, "shutdown".into());
+            let _ = tokio::time::timeout(Duration::from_secs(3), closing).await;
         }
     }
 }
@@ -208,12 +209,75 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
-async fn connect_and_declare(inner: &Inner) -> lapin::Result<Connection> {
+/// Heartbeat interval asked for when the URL names none: a dead peer is then
+/// noticed within about two intervals instead of the broker's default minutes.
+const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// Longest a connect plus topology declaration may take before it is retried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn connect_and_declare(inner: &Inner) -> anyhow::Result<Connection> {
     let properties =
         ConnectionProperties::default().with_connection_name(inner.topology.names.prefix().into());
-    let connection = Connection::connect(inner.settings.url.expose_secret(), properties).await?;
-    let channel = connection.create_channel().await?;
-    inner.topology.declare(&channel).await?;
-    let _ = channel.close(200, "topology declared".into()).await;
-    Ok(connection)
+    let url = with_default_heartbeat(inner.settings.url.expose_secret());
+    let attempt = async {
+        let connection = Connection::connect(&url, properties).await?;
+        let channel = connection.create_channel().await?;
+        if let Err(error) = inner.topology.declare(&channel).await {
+            if is_precondition_failed(&error) {
+                tracing::error!(
+                    %error,
+                    "a queue or exchange exists with other arguments than this build declares \
+                     (for example after changing amqp.redelivery_limit or amqp.retry_delays_ms); \
+                     migrate it (delete and re-declare, or a policy); not ready until then"
+                );
+            }
+            let _ = connection
+                .close(200, "topology declaration failed".into())
+                .await;
+            return Err(error.into());
+        }
+        let _ = channel.close(200, "topology declared".into()).await;
+        Ok::<_, anyhow::Error>(connection)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .map_err(|_| anyhow::anyhow!("connect and declare took longer than {CONNECT_TIMEOUT:?}"))?
+}
+
+fn with_default_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECS}")
+}
+
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(e)
+            if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_heartbeat;
+
+    #[test]
+    fn adds_a_heartbeat_unless_the_url_has_one() {
+        assert_eq!(
+            with_default_heartbeat("amqp://h:5672/%2f"),
+            "amqp://h:5672/%2f?heartbeat=10"
+        );
+        assert_eq!(
+            with_default_heartbeat("amqp://h/%2f?x=1"),
+            "amqp://h/%2f?x=1&heartbeat=10"
+        );
+        assert_eq!(
+            with_default_heartbeat("amqp://h/%2f?heartbeat=30"),
+            "amqp://h/%2f?heartbeat=30"
+        );
+    }
 }

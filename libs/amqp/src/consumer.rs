@@ -158,6 +158,10 @@ impl ConsumerMetrics {
     }
 }
 
+/// Bound on a broker call made while stopping, so a stalled broker cannot
+/// hold the drain past the shutdown grace period.
+const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
 enum SessionEnd {
     Shutdown,
     Broken,
@@ -252,26 +256,28 @@ impl<H: Handler> Consumer<H> {
         let mut in_flight = FuturesUnordered::new();
         let end = loop {
             tokio::select! {
-                biased;
-                () = shutdown.cancelled() => {
-                    // Stop deliveries first, then let what runs finish and ack.
-                    let _ = channel.basic_cancel(stream.tag(), BasicCancelOptions::default()).await;
-                    break SessionEnd::Shutdown;
-                }
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                next = stream.next(), if in_flight.len() < self.concurrency => match next {
-                    Some(Ok(delivery)) => in_flight.push(self.process(delivery)),
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, queue = %self.queue, "delivery stream failed");
-                        break SessionEnd::Broken;
-                    }
-                    None => break SessionEnd::Broken,
-                },
-            }
+                            biased;
+                            () = shutdown.cancelled() => {
+                                // Stop deliveries first, then let what runs finish and ack.
+            let cancel = channel.basic_cancel(stream.tag(), BasicCancelOptions::default());
+                                let _ = tokio::time::timeout(BROKER_CALL_TIMEOUT, cancel).await;
+                                break SessionEnd::Shutdown;
+                            }
+                            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                            next = stream.next(), if in_flight.len() < self.concurrency => match next {
+                                Some(Ok(delivery)) => in_flight.push(self.process(delivery)),
+                                Some(Err(error)) => {
+                                    tracing::warn!(%error, queue = %self.queue, "delivery stream failed");
+                                    break SessionEnd::Broken;
+                                }
+                                None => break SessionEnd::Broken,
+                            },
+                        }
         };
         while in_flight.next().await.is_some() {}
         // Deliveries prefetched but never started go back to the queue.
-        let _ = channel.close(200, "consumer stopped".into()).await;
+        let close = channel.close(200, "consumer stopped".into());
+        let _ = tokio::time::timeout(BROKER_CALL_TIMEOUT, close).await;
         end
     }
 

@@ -36,6 +36,10 @@ pub enum PublishError {
     /// time spent waiting for a reconnect.
     #[error("publish not confirmed within {0:?}: {1}")]
     Timeout(Duration, String),
+    /// The broker refused the publish itself (missing exchange, message too
+    /// large, access refused): publishing the same message again cannot help.
+    #[error("broker refused the publish: {0}")]
+    Refused(String),
     /// The process is shutting down.
     #[error(transparent)]
     Broker(#[from] BrokerError),
@@ -101,7 +105,7 @@ struct Inner {
     window: Semaphore,
     /// The shared confirm-mode channel. Read on every publish, so a plain
     /// lock held for a clone only; replacing it is serialized by `reopen`.
-    channel: RwLock<Option<Channel>>,
+    channel: RwLock<Option<(u64, Channel)>>,
     reopen: Mutex<()>,
     timeout: Duration,
     published: metrics::Counter,
@@ -145,13 +149,18 @@ impl Publisher {
     /// Publishes and waits for the broker's confirm.
     #[tracing::instrument(skip_all, fields(routing_key = %message.routing_key, message_id = %message.message_id))]
     pub async fn publish(&self, message: &OutgoingMessage) -> Result<(), PublishError> {
-        let _permit = self
-            .inner
-            .window
-            .acquire()
-            .await
-            .map_err(|_| BrokerError::Shutdown)?;
+        // The timeout covers the whole publish, waiting for a window slot too.
         let deadline = Instant::now() + self.inner.timeout;
+        let _permit = match tokio::time::timeout_at(deadline, self.inner.window.acquire()).await {
+            Ok(permit) => permit.map_err(|_| BrokerError::Shutdown)?,
+            Err(_) => {
+                self.inner.failed.increment(1);
+                return Err(PublishError::Timeout(
+                    self.inner.timeout,
+                    "publish window full".into(),
+                ));
+            }
+        };
         let mut headers = message.headers.clone();
         headers::inject_trace_context(&mut headers);
         let mut properties = BasicProperties::default()
@@ -171,10 +180,7 @@ impl Publisher {
         // One deadline for the whole publish, retries and reconnects included.
         let attempts = async {
             loop {
-                let channel = match self.channel().await {
-                    Ok(channel) => channel,
-                    Err(error) => return Err(error),
-                };
+                let (generation, channel) = self.channel().await?;
                 self.inner.published.increment(1);
                 let outcome = async {
                     #[allow(clippy::disallowed_methods)] // this is the one sanctioned caller
@@ -210,12 +216,19 @@ impl Publisher {
                     }
                     Ok(Confirmation::NotRequested) => {
                         last_error = "channel lost confirm mode".into();
-                        self.discard_channel(&channel);
+                        self.discard_channel(generation, &channel);
+                    }
+                    Err(error) if is_refusal(&error) => {
+                        self.inner.failed.increment(1);
+                        self.discard_channel(generation, &channel);
+                        return Err(PublishError::Refused(error.to_string()));
                     }
                     Err(error) => {
                         last_error = error.to_string();
                         tracing::debug!(%error, "publish failed on a broken channel, retrying");
-                        self.discard_channel(&channel);
+                        self.discard_channel(generation, &channel);
+                        // Not a hot loop if the connection looks alive.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
             }
@@ -224,13 +237,18 @@ impl Publisher {
             Ok(result) => result,
             Err(_) => {
                 self.inner.failed.increment(1);
+                // lapin keeps the confirm of an abandoned publish until the
+                // channel goes; a stalled channel is replaced, not kept.
+                if let Some((generation, channel)) = self.current_channel() {
+                    self.discard_channel(generation, &channel);
+                }
                 Err(PublishError::Timeout(self.inner.timeout, last_error))
             }
         }
     }
 
     /// The shared confirm-mode channel on the current connection.
-    async fn channel(&self) -> Result<Channel, PublishError> {
+    async fn channel(&self) -> Result<(u64, Channel), PublishError> {
         if let Some(channel) = self.current_channel() {
             return Ok(channel);
         }
@@ -254,9 +272,9 @@ impl Publisher {
             match created {
                 Ok(channel) => {
                     if let Ok(mut slot) = self.inner.channel.write() {
-                        *slot = Some(channel.clone());
+                        *slot = Some((live.generation, channel.clone()));
                     }
-                    return Ok(channel);
+                    return Ok((live.generation, channel));
                 }
                 Err(error) => {
                     tracing::debug!(%error, "could not open a publisher channel, waiting");
@@ -266,20 +284,39 @@ impl Publisher {
         }
     }
 
-    fn current_channel(&self) -> Option<Channel> {
+    fn current_channel(&self) -> Option<(u64, Channel)> {
         let slot = self.inner.channel.read().ok()?;
         slot.as_ref()
-            .filter(|channel| channel.status().connected())
+            .filter(|(_, channel)| channel.status().connected())
             .cloned()
     }
 
-    fn discard_channel(&self, broken: &Channel) {
+    /// Forgets `broken` if it is still the shared channel. Channel ids repeat
+    /// across connections, so a late error from an old connection must not
+    /// evict the new connection's channel: compare the generation too.
+    fn discard_channel(&self, broken_generation: u64, broken: &Channel) {
         if let Ok(mut slot) = self.inner.channel.write()
-            && slot
-                .as_ref()
-                .is_some_and(|channel| channel.id() == broken.id())
+            && slot.as_ref().is_some_and(|(generation, channel)| {
+                channel.id() == broken.id() && *generation == broken_generation
+            })
         {
             *slot = None;
         }
+    }
+}
+
+/// Errors where the broker refused this publish on a live channel.
+fn is_refusal(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e) => matches!(
+            e.kind(),
+            AMQPErrorKind::Soft(
+                AMQPSoftError::NOTFOUND
+                    | AMQPSoftError::ACCESSREFUSED
+                    | AMQPSoftError::PRECONDITIONFAILED
+            )
+        ),
+        _ => false,
     }
 }

@@ -23,9 +23,14 @@ pub struct AmqpSettings {
     pub publish_window: u16,
     /// Give up on one publish (including waiting for a reconnect) after this long.
     pub publish_timeout_ms: u64,
-    /// Attempts before a message is dead-lettered; also the quorum queues'
-    /// `x-delivery-limit`, which catches crash loops the consumer never sees.
+    /// Handler attempts before the consumer dead-letters a message.
     pub delivery_limit: u32,
+    /// The quorum queues' `x-delivery-limit`: returns to the queue the broker
+    /// tolerates before it dead-letters a message itself. It counts every
+    /// return, including prefetched messages handed back when a consumer
+    /// stops or reconnects, so it is much larger than `delivery_limit`; it
+    /// exists to end crash loops the consumer never gets to report.
+    pub redelivery_limit: u32,
     /// Delays before each transient-failure retry; the last one repeats.
     pub retry_delays_ms: Vec<u64>,
     /// First reconnect delay after losing the broker.
@@ -39,11 +44,12 @@ impl Default for AmqpSettings {
         Self {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             prefix: "palm".into(),
-            prefetch: 64,
+            prefetch: 32,
             concurrency: 16,
             publish_window: 256,
             publish_timeout_ms: 30_000,
             delivery_limit: 6,
+            redelivery_limit: 50,
             retry_delays_ms: vec![1_000, 5_000, 30_000, 120_000],
             reconnect_min_ms: 100,
             reconnect_max_ms: 5_000,
@@ -81,6 +87,9 @@ impl AmqpSettings {
         }
         if self.delivery_limit == 0 {
             return bad("delivery_limit", "must be at least 1");
+        }
+        if self.redelivery_limit < self.delivery_limit {
+            return bad("redelivery_limit", "must be at least amqp.delivery_limit");
         }
         if self.retry_delays_ms.is_empty() || self.retry_delays_ms.contains(&0) {
             return bad(

@@ -96,8 +96,8 @@ pub struct Topology {
     pub names: Names,
     /// Consuming queues (empty for a publish-only service).
     pub queues: Vec<QueueSpec>,
-    /// `x-delivery-limit` of every consuming queue.
-    pub delivery_limit: u32,
+    /// `x-delivery-limit` of every consuming queue (`amqp.redelivery_limit`).
+    pub redelivery_limit: u32,
     /// TTL of each retry step's delay queue.
     pub retry_delays: Vec<Duration>,
 }
@@ -108,7 +108,7 @@ impl Topology {
         Self {
             names: Names::new(settings.prefix.clone()),
             queues,
-            delivery_limit: settings.delivery_limit,
+            redelivery_limit: settings.redelivery_limit,
             retry_delays: settings.retry_delays(),
         }
     }
@@ -143,7 +143,7 @@ impl Topology {
             let mut args = quorum_args();
             args.insert(
                 "x-delivery-limit".into(),
-                AMQPValue::LongLongInt(self.delivery_limit.into()),
+                AMQPValue::LongLongInt(self.redelivery_limit.into()),
             );
             args.insert("x-dead-letter-exchange".into(), long_string(&dlx));
             args.insert("x-dead-letter-routing-key".into(), long_string(&queue));

@@ -30,12 +30,7 @@ pub fn settings(url: &str) -> AmqpSettings {
 impl TestBus {
     pub async fn start(settings: AmqpSettings, queues: Vec<QueueSpec>) -> Self {
         let url = secrecy::ExposeSecret::expose_secret(&settings.url).to_owned();
-        let topology = Topology {
-            names: Names::new(settings.prefix.clone()),
-            queues,
-            delivery_limit: settings.delivery_limit,
-            retry_delays: settings.retry_delays(),
-        };
+        let topology = Topology::new(&settings, queues);
         let broker = Broker::start(settings, topology.clone());
         broker
             .wait_connected(Duration::from_secs(20))

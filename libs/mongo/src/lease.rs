@@ -145,6 +145,7 @@ where
 {
     let every = (lease.ttl / 3).max(Duration::from_millis(50));
     while !shutdown.is_cancelled() {
+        let sent = Instant::now();
         match lease.try_acquire().await {
             Ok(Some(epoch)) => {
                 let lost = shutdown.child_token();
@@ -158,10 +159,17 @@ where
                     .await;
                     lost.cancel();
                 };
-                tokio::join!(working, keep_renewed(lease.clone(), every, lost.clone()));
+                tokio::join!(
+                    working,
+                    keep_renewed(lease.clone(), every, sent, lost.clone())
+                );
                 if shutdown.is_cancelled() {
-                    if let Err(error) = lease.release().await {
-                        tracing::warn!(%error, "could not release the lease");
+                    // Bounded: if MongoDB is unreachable the lease simply
+                    // expires and the standby takes over after its TTL.
+                    match tokio::time::timeout(Duration::from_secs(3), lease.release()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => tracing::warn!(%error, "could not release the lease"),
+                        Err(_) => tracing::warn!("releasing the lease timed out"),
                     }
                     return;
                 }
@@ -176,22 +184,44 @@ where
     }
 }
 
-async fn keep_renewed(lease: Lease, every: Duration, lost: CancellationToken) {
-    let mut valid_until = Instant::now() + lease.ttl;
+/// Renews every `every` until `lost`; cancels `lost` when the lease is taken
+/// by another holder, or when its validity runs out without a successful
+/// renewal. Validity counts from when a renewal was *sent*, and a timer fires
+/// at expiry even while a renewal is still waiting on MongoDB, so this holder
+/// stops no later than a standby may take over (given clocks kept in sync).
+async fn keep_renewed(
+    lease: Lease,
+    every: Duration,
+    acquired_at: Instant,
+    lost: CancellationToken,
+) {
+    let mut valid_until = acquired_at + lease.ttl;
     loop {
+        let expiry = tokio::time::sleep_until(valid_until.into());
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            () = lost.cancelled() => return,
-        }
-        match lease.try_acquire().await {
-            Ok(Some(_)) => valid_until = Instant::now() + lease.ttl,
-            Ok(None) => {
-                tracing::warn!(holder = %lease.holder, "lease lost to another holder");
+            () = expiry => {
+                tracing::warn!(holder = %lease.holder, "lease expired before it could be renewed");
                 lost.cancel();
                 return;
             }
-            Err(error) if Instant::now() >= valid_until => {
-                tracing::warn!(%error, "lease could not be renewed before it expired");
+            () = lost.cancelled() => return,
+        }
+        let sent = Instant::now();
+        let expiry = tokio::time::sleep_until(valid_until.into());
+        let renewal = tokio::select! {
+            renewal = lease.try_acquire() => renewal,
+            () = expiry => {
+                tracing::warn!(holder = %lease.holder, "lease expired while renewing");
+                lost.cancel();
+                return;
+            }
+            () = lost.cancelled() => return,
+        };
+        match renewal {
+            Ok(Some(_)) => valid_until = sent + lease.ttl,
+            Ok(None) => {
+                tracing::warn!(holder = %lease.holder, "lease lost to another holder");
                 lost.cancel();
                 return;
             }

@@ -307,7 +307,13 @@ impl OutboxRelay {
         lease::while_leader(&lease, &shutdown, |token| async move {
             tracing::info!(epoch = token.epoch, "outbox relay active");
             while !token.lost.is_cancelled() {
-                let idle = match self.relay_once().await {
+                // A pass stopped halfway is safe: unmarked records are simply
+                // published again by the next relay (consumers deduplicate).
+                let pass = tokio::select! {
+                    pass = self.relay_once() => pass,
+                    () = token.lost.cancelled() => break,
+                };
+                let idle = match pass {
                     Ok(published) => published == 0,
                     Err(error) => {
                         tracing::warn!(%error, "outbox pass failed");

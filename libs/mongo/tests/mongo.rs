@@ -106,12 +106,7 @@ impl Bus {
             ..AmqpSettings::default()
         };
         let names = Names::new(settings.prefix.clone());
-        let topology = Topology {
-            names: names.clone(),
-            queues: vec![QueueSpec::new("sink", &["member.joined"])],
-            delivery_limit: settings.delivery_limit,
-            retry_delays: settings.retry_delays(),
-        };
+        let topology = Topology::new(&settings, vec![QueueSpec::new("sink", &["member.joined"])]);
         let broker = Broker::start(settings, topology);
         broker
             .wait_connected(Duration::from_secs(20))
