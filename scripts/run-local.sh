@@ -10,6 +10,10 @@ cargo build --locked --bins -p palmdao -p palmvalidator -p palmvalidator-discord
 
 export PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX="${PALM__AMQP__PREFIX:-palm-local}"
 export PALM__MONGO__URL="$PALM_MONGO_URL" PALM__MONGO__DATABASE="${PALM__MONGO__DATABASE:-palm_local}"
+# A development-only session key; real deployments take it from a Secret.
+export PALM__AUTH__SESSION_KEY="${PALM__AUTH__SESSION_KEY:-local-development-session-key-not-secret}"
+export PALM__HTTP__ADDR="${PALM__HTTP__ADDR:-127.0.0.1:8080}"
+echo "run-local: palmdao public API on http://$PALM__HTTP__ADDR" >&2
 pids=()
 port=9091
 for service in palmdao palmvalidator palmvalidator-discord palmplatformmetrics; do

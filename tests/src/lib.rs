@@ -49,6 +49,17 @@ impl ServiceEnv {
             ("PALM__ADMIN__ADDR", "127.0.0.1:0".to_owned()),
             ("PALM__SHUTDOWN__GRACE_MS", "10000".to_owned()),
             ("PALM_CONFIG_DIR", "/nonexistent".to_owned()),
+            ("PALM__HTTP__ADDR", "127.0.0.1:0".to_owned()),
+            (
+                "PALM__AUTH__SESSION_KEY",
+                "test-session-key-of-at-least-32-bytes!".to_owned(),
+            ),
+            ("PALM__AUTH__DOMAIN", "palm.test".to_owned()),
+            (
+                "PALM__AUTH__URI",
+                "https://palm.test/v1/auth/siwe".to_owned(),
+            ),
+            ("PALM__AUTH__CHAIN_IDS", "1,10".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -18,6 +18,28 @@ macro_rules! event {
     };
 }
 
+/// A PalmID was created by its first sign-in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PalmIdCreated {
+    /// The new PalmID.
+    pub palm_id: Uuid,
+    /// Its initial handle.
+    pub handle: String,
+    /// Kind of the verifier it was created with (`wallet`).
+    pub first_verifier: String,
+}
+event!(PalmIdCreated, "palm_id.created", 1);
+
+/// A PalmID's public profile changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PalmIdUpdated {
+    /// The PalmID.
+    pub palm_id: Uuid,
+    /// Its handle after the change.
+    pub handle: String,
+}
+event!(PalmIdUpdated, "palm_id.updated", 1);
+
 /// A community was created; its creator is its first admin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommunityCreated {

@@ -90,7 +90,12 @@ impl ServiceProcess {
 
     /// The admin server address the service logged at startup.
     pub async fn admin_addr(&self, timeout: Duration) -> String {
-        let line = self.wait_for_line("admin server listening", timeout).await;
+        self.logged_addr("admin server listening", timeout).await
+    }
+
+    /// The `addr` field of the first log line containing `message`.
+    pub async fn logged_addr(&self, message: &str, timeout: Duration) -> String {
+        let line = self.wait_for_line(message, timeout).await;
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
         json["fields"]["addr"]
             .as_str()

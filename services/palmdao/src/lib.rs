@@ -1,17 +1,22 @@
 //! `palmdao`: the public HTTP API and the only writer of domain data.
 //!
-//! This crate currently wires the service's foundation: MongoDB with its
-//! indexes, the RabbitMQ topology it consumes results from, and the outbox
-//! relay that publishes the events its domain writes stage (active on one
-//! replica at a time under a lease). The API and the result handlers arrive
-//! with their issues; nothing here pretends to do them.
+//! Today it serves the API's front door ([`api`]: Sign-In with Ethereum,
+//! sessions, PalmIDs) on `http.addr`, declares its MongoDB indexes and the
+//! RabbitMQ queue it will consume results from, and runs the outbox relay that
+//! publishes the events its writes stage (on one replica at a time, under a
+//! lease). Communities, proposals, votes, verifications and audit come next
+//! (issue 3); nothing here pretends to do them yet.
 
+pub mod api;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use palm_amqp::{AmqpSettings, Broker, Publisher, QueueSpec, Topology};
 use palm_core::InvalidSetting;
 use palm_mongo::{Idempotency, Lease, MongoSettings, OutboxRelay, outbox};
 use palm_service::{Runtime, RuntimeSettings, ServiceSettings};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Service name: binary, image, chart, log and metric label.
@@ -48,6 +53,67 @@ pub struct Settings {
     pub mongo: MongoSettings,
     /// `outbox.*`.
     pub outbox: OutboxSettings,
+    /// `http.*`: the public API listener.
+    pub http: HttpSettings,
+    /// `auth.*`: Sign-In with Ethereum and sessions.
+    pub auth: AuthSettings,
+}
+
+/// `http.*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Public listen address; port 0 picks one and logs it.
+    pub addr: SocketAddr,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Longest a request may take before it gets `503`.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `auth.*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The domain sign-in messages must name (the web app's host).
+    pub domain: String,
+    /// The URI sign-in messages must name.
+    pub uri: String,
+    /// Accepted EIP-155 chain ids.
+    pub chain_ids: Vec<u64>,
+    /// Life of a sign-in nonce.
+    pub nonce_ttl_secs: u64,
+    /// Life of a session token.
+    pub session_ttl_secs: u64,
+    /// Tolerated clock difference with wallets.
+    pub clock_skew_secs: u64,
+    /// HMAC key signing session tokens; a secret of at least 32 bytes, from
+    /// the environment only.
+    pub session_key: SecretString,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            domain: "localhost:8080".into(),
+            uri: "http://localhost:8080/v1/auth/siwe".into(),
+            chain_ids: vec![1],
+            nonce_ttl_secs: 300,
+            session_ttl_secs: 86_400,
+            clock_skew_secs: 30,
+            session_key: SecretString::from(""),
+        }
+    }
 }
 
 /// `outbox.*`: the relay.
@@ -76,10 +142,41 @@ impl Default for OutboxSettings {
 }
 
 impl ServiceSettings for Settings {
+    const LIST_KEYS: &'static [&'static str] = &["amqp.retry_delays_ms", "auth.chain_ids"];
+
     fn validate(&self) -> Result<(), InvalidSetting> {
         self.runtime.validate()?;
         self.amqp.validate()?;
         self.mongo.validate()?;
+        let auth = |field: &str, reason: &str| Err(InvalidSetting::new("auth", field, reason));
+        if self.auth.session_key.expose_secret().len() < 32 {
+            return auth(
+                "session_key",
+                "must be a secret of at least 32 bytes (set PALM__AUTH__SESSION_KEY)",
+            );
+        }
+        if self.auth.domain.is_empty() {
+            return auth("domain", "must name the sign-in domain");
+        }
+        if !(self.auth.uri.starts_with("https://") || self.auth.uri.starts_with("http://")) {
+            return auth("uri", "must be an http(s) URI");
+        }
+        if self.auth.chain_ids.is_empty() {
+            return auth("chain_ids", "must list at least one chain id");
+        }
+        if self.auth.nonce_ttl_secs == 0 || self.auth.session_ttl_secs == 0 {
+            return auth(
+                "nonce_ttl_secs",
+                "nonce and session lifetimes must be above 0",
+            );
+        }
+        if self.http.body_limit_bytes < 1024 || self.http.request_timeout_ms == 0 {
+            return Err(InvalidSetting::new(
+                "http",
+                "body_limit_bytes",
+                "must be at least 1024, with a request timeout above 0",
+            ));
+        }
         let bad = |field: &str, reason: &str| Err(InvalidSetting::new("outbox", field, reason));
         if self.outbox.batch_size < 1 {
             return bad("batch_size", "must be at least 1");
@@ -125,6 +222,20 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     runtime.readiness.register("amqp", broker.readiness_check());
     let publisher = Publisher::new(broker.clone());
 
+    api::ensure_indexes(&database)
+        .await
+        .context("failed to create the API indexes")?;
+    let listener = tokio::net::TcpListener::bind(settings.http.addr)
+        .await
+        .with_context(|| format!("failed to bind the public API on {}", settings.http.addr))?;
+    let public_addr = listener.local_addr().context("no local address")?;
+    tracing::info!(addr = %public_addr, "public api listening");
+    let router = api::router(
+        api::AppState::new(database.clone(), &settings),
+        &settings.http,
+    );
+    let serving = tokio::spawn(api::serve(listener, router, runtime.shutdown.clone()));
+
     let relay = OutboxRelay::new(database.clone(), OUTBOX_COLLECTIONS, publisher)
         .with_batch_size(settings.outbox.batch_size)
         .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms));
@@ -137,6 +248,10 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     );
     relay.run(lease, runtime.shutdown.clone()).await;
 
+    serving
+        .await
+        .context("the public API task failed")?
+        .context("the public API server failed")?;
     broker.close().await;
     Ok(())
 }

@@ -1,0 +1,130 @@
+//! Sign-In with Ethereum: a single-use nonce, then a signed EIP-4361 message.
+//! The first sign-in of a wallet creates its PalmID with the wallet as its
+//! first verifier.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use palm_core::siwe::{self, SiweError};
+use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
+use palm_mongo::mongodb::options::IndexOptions;
+use palm_mongo::mongodb::{Database, IndexModel};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::json::ApiJson;
+use super::palm_ids;
+use super::problem::Problem;
+
+/// Issued nonces, deleted when used or expired.
+pub const NONCES: &str = "auth_nonces";
+
+/// Declares the nonce TTL index.
+pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
+    let ttl = IndexModel::builder()
+        .keys(doc! { "expires_at": 1 })
+        .options(
+            IndexOptions::builder()
+                .expire_after(std::time::Duration::ZERO)
+                .name("ttl".to_owned())
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, NONCES, vec![ttl]).await
+}
+
+/// `GET /v1/auth/nonce` response.
+#[derive(Debug, Serialize)]
+pub struct NonceResponse {
+    /// Put this in the message's `Nonce:` line; usable once.
+    pub nonce: String,
+    /// After this the nonce is refused.
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+/// Issues a single-use nonce.
+#[tracing::instrument(skip_all)]
+pub async fn nonce(State(state): State<AppState>) -> Result<Json<NonceResponse>, Problem> {
+    let nonce = Uuid::new_v4().simple().to_string();
+    let expires_at = Utc::now()
+        + chrono::Duration::from_std(state.inner.nonce_ttl).unwrap_or(chrono::Duration::minutes(5));
+    state
+        .database()
+        .collection::<Document>(NONCES)
+        .insert_one(doc! { "_id": &nonce, "expires_at": BsonDateTime::from_millis(expires_at.timestamp_millis()) })
+        .await?;
+    Ok(Json(NonceResponse { nonce, expires_at }))
+}
+
+/// `POST /v1/auth/siwe` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    /// The EIP-4361 message exactly as signed.
+    pub message: String,
+    /// `0x` hex EIP-191 signature over `message`.
+    pub signature: String,
+}
+
+/// `POST /v1/auth/siwe` response.
+#[derive(Debug, Serialize)]
+pub struct SignInResponse {
+    /// Bearer token for `Authorization: Bearer …`.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// When the token stops working.
+    pub expires_at: chrono::DateTime<Utc>,
+    /// The signed-in PalmID.
+    pub palm_id: Uuid,
+    /// Whether this sign-in created the PalmID.
+    pub created: bool,
+}
+
+fn refused(error: &SiweError) -> Problem {
+    let status = match error {
+        SiweError::Malformed(_) | SiweError::MalformedSignature => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    Problem::new(status, error.code(), "Sign-in refused").with_detail(error.to_string())
+}
+
+/// Verifies the message and signature, consumes the nonce, and returns a
+/// session for the wallet's PalmID (created on first sign-in).
+#[tracing::instrument(skip_all)]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<SignInRequest>,
+) -> Result<Json<SignInResponse>, Problem> {
+    let now = Utc::now();
+    let message = siwe::verify(&request.message, &request.signature, &state.inner.siwe, now)
+        .map_err(|e| refused(&e))?;
+    // Single use: only one request can delete the nonce.
+    let consumed = state
+        .database()
+        .collection::<Document>(NONCES)
+        .find_one_and_delete(doc! { "_id": &message.nonce, "expires_at": { "$gt": BsonDateTime::from_millis(now.timestamp_millis()) } })
+        .await?;
+    if consumed.is_none() {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "siwe_nonce_invalid",
+            "Sign-in refused",
+        )
+        .with_detail("the nonce is unknown, expired or already used"));
+    }
+    let (palm_id, created) =
+        palm_ids::find_or_create_for(state.database(), "wallet", &message.address.to_lower_hex())
+            .await?;
+    let (token, expires_at) = state.inner.sessions.issue(palm_id, now);
+    tracing::info!(%palm_id, created, "signed in");
+    Ok(Json(SignInResponse {
+        token,
+        token_type: "Bearer",
+        expires_at,
+        palm_id,
+        created,
+    }))
+}

@@ -1,0 +1,171 @@
+//! The public HTTP API under `/v1`.
+//!
+//! # Layout
+//! - [`problem`]: RFC 9457 problem responses with stable codes.
+//! - [`json`]: the JSON body extractor whose rejections are problems.
+//! - [`session`]: signed, expiring bearer tokens and the [`session::Session`] extractor.
+//! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
+//! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
+//!
+//! [`router`] assembles them with the request limits (body size, time) and a
+//! trace span per request; it needs no listener, so tests can drive it
+//! directly, and [`serve`] runs it on a bound listener until shutdown.
+
+pub mod auth;
+pub mod json;
+pub mod palm_ids;
+pub mod problem;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use palm_core::siwe::SiweRules;
+use palm_mongo::mongodb::Database;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Settings;
+use problem::Problem;
+use session::SessionKeys;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    database: Database,
+    siwe: SiweRules,
+    nonce_ttl: Duration,
+    sessions: SessionKeys,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("siwe", &self.inner.siwe)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for the API on `database` with `settings`' auth rules.
+    pub fn new(database: Database, settings: &Settings) -> Self {
+        let auth = &settings.auth;
+        Self {
+            inner: Arc::new(Inner {
+                database,
+                siwe: SiweRules {
+                    domain: auth.domain.clone(),
+                    uri: auth.uri.clone(),
+                    chain_ids: auth.chain_ids.clone(),
+                    clock_skew: chrono::Duration::seconds(
+                        i64::try_from(auth.clock_skew_secs).unwrap_or(30),
+                    ),
+                },
+                nonce_ttl: Duration::from_secs(auth.nonce_ttl_secs),
+                sessions: SessionKeys::new(
+                    &auth.session_key,
+                    Duration::from_secs(auth.session_ttl_secs),
+                ),
+            }),
+        }
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.inner.database
+    }
+}
+
+/// Declares the API's indexes (idempotent).
+pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
+    auth::ensure_indexes(database).await?;
+    palm_ids::ensure_indexes(database).await
+}
+
+/// The public router.
+pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
+    let timeout = Duration::from_millis(settings.request_timeout_ms);
+    Router::new()
+        .route("/v1/auth/nonce", get(auth::nonce))
+        .route("/v1/auth/siwe", axum::routing::post(auth::sign_in))
+        .route("/v1/me", get(palm_ids::me).patch(palm_ids::update_me))
+        .route("/v1/palm-ids/{id}", get(palm_ids::public_view))
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no_route", "No such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            )
+        })
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(timeout, limit_time))
+        .layer(middleware::from_fn(trace_request))
+        .with_state(state)
+}
+
+/// Answers `503` with a problem when a request runs past its time limit.
+async fn limit_time(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "The request took too long",
+        )
+        .into_response(),
+    }
+}
+
+/// One span per request, carrying its trace id so every log line of the
+/// request names it.
+async fn trace_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "http.request",
+        method = %request.method(),
+        route = %route,
+        status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        span.record("trace_id", palm_amqp::headers::trace_id(&span));
+    }
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    metrics_for(&route, response.status());
+    response
+}
+
+fn metrics_for(route: &str, status: StatusCode) {
+    palm_service::metrics::counter!(
+        "palm_http_requests_total",
+        "route" => route.to_owned(),
+        "status" => status.as_u16().to_string()
+    )
+    .increment(1);
+}
+
+/// Serves `router` on `listener` until `shutdown`, draining open requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

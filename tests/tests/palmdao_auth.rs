@@ -1,0 +1,388 @@
+//! palmdao's front door against the real binary, broker and database:
+//! Sign-In with Ethereum, sessions, PalmIDs, and the API's error shape.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// A change to a sign-in message, and the refusal code it must produce.
+type Case = (Box<dyn Fn(&mut SiweMessage)>, &'static str);
+
+use std::time::Duration;
+
+use chrono::Utc;
+use palm_core::eth::{LocalKey, keccak256};
+use palm_core::siwe::SiweMessage;
+use palm_testkit::process::{ServiceProcess, binary};
+use palm_tests::ServiceEnv;
+use serde_json::{Value, json};
+
+struct Palmdao {
+    process: ServiceProcess,
+    base: String,
+    env: ServiceEnv,
+    http: reqwest::Client,
+}
+
+impl Palmdao {
+    async fn start() -> Self {
+        let env = ServiceEnv::new();
+        let process = ServiceProcess::spawn(binary("palmdao"), &env.vars(&[]));
+        let addr = process
+            .logged_addr("public api listening", Duration::from_secs(20))
+            .await;
+        Self {
+            process,
+            base: format!("http://{addr}"),
+            env,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn raw_post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, String, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, kind, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn nonce(&self) -> String {
+        let (status, body) = self.get("/v1/auth/nonce", None).await;
+        assert_eq!(status, 200, "{body}");
+        body["nonce"].as_str().unwrap().to_owned()
+    }
+
+    /// A message as a wallet would build it for this server.
+    fn message(&self, key: &LocalKey, nonce: &str) -> SiweMessage {
+        format!(
+            "palm.test wants you to sign in with your Ethereum account:\n{}\n\nSign in to Palm\n\nURI: https://palm.test/v1/auth/siwe\nVersion: 1\nChain ID: 1\nNonce: {nonce}\nIssued At: {}",
+            key.address().to_checksummed(),
+            Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        )
+        .parse()
+        .unwrap()
+    }
+
+    async fn sign_in_with(&self, message: &SiweMessage, key: &LocalKey) -> (u16, Value) {
+        let text = message.to_string();
+        let signature = key.sign_personal(text.as_bytes()).unwrap().to_hex();
+        self.send(
+            reqwest::Method::POST,
+            "/v1/auth/siwe",
+            None,
+            &json!({ "message": text, "signature": signature }),
+        )
+        .await
+    }
+
+    async fn sign_in(&self, key: &LocalKey) -> Value {
+        let nonce = self.nonce().await;
+        let (status, body) = self.sign_in_with(&self.message(key, &nonce), key).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn stop(mut self) {
+        self.process.sigterm();
+        assert_eq!(self.process.wait(Duration::from_secs(15)).await, Some(0));
+        self.env.teardown(&palmdao::queues()).await;
+    }
+}
+
+fn key(seed: &str) -> LocalKey {
+    LocalKey::from_bytes(&keccak256(seed.as_bytes())).unwrap()
+}
+
+#[tokio::test]
+async fn first_sign_in_creates_a_palm_id_and_later_ones_reuse_it() {
+    let palmdao = Palmdao::start().await;
+    let alice = key(&format!("alice-{}", uuid::Uuid::new_v4()));
+    let first = palmdao.sign_in(&alice).await;
+    assert_eq!(first["created"], true);
+    assert_eq!(first["token_type"], "Bearer");
+    let again = palmdao.sign_in(&alice).await;
+    assert_eq!(again["created"], false);
+    assert_eq!(again["palm_id"], first["palm_id"]);
+
+    let token = again["token"].as_str().unwrap();
+    let (status, me) = palmdao.get("/v1/me", Some(token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["id"], first["palm_id"]);
+    assert_eq!(me["level"], 1);
+    assert_eq!(me["wallets"], json!([alice.address().to_lower_hex()]));
+
+    // The public view shows the level and verifier kinds, not the wallet.
+    let id = first["palm_id"].as_str().unwrap();
+    let (status, public) = palmdao.get(&format!("/v1/palm-ids/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(public["verifier_kinds"], json!(["wallet"]));
+    assert!(
+        !public
+            .to_string()
+            .contains(&alice.address().to_lower_hex()[2..]),
+        "{public}"
+    );
+    palmdao.stop().await;
+}
+
+#[tokio::test]
+async fn sign_in_refusals_have_distinct_codes() {
+    let palmdao = Palmdao::start().await;
+    let alice = key("alice-refusals");
+    let mallory = key("mallory");
+
+    let code = |body: &Value| body["code"].as_str().unwrap_or_default().to_owned();
+
+    // A replayed nonce.
+    let nonce = palmdao.nonce().await;
+    let message = palmdao.message(&alice, &nonce);
+    assert_eq!(palmdao.sign_in_with(&message, &alice).await.0, 200);
+    let (status, body) = palmdao.sign_in_with(&message, &alice).await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "siwe_nonce_invalid".to_owned())
+    );
+    // A nonce the server never issued.
+    let (status, body) = palmdao
+        .sign_in_with(&palmdao.message(&alice, "neverissued1"), &alice)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "siwe_nonce_invalid".to_owned())
+    );
+
+    let cases: Vec<Case> = vec![
+        (
+            Box::new(|m| m.expiration_time = Some(Utc::now() - chrono::Duration::minutes(5))),
+            "siwe_expired",
+        ),
+        (
+            Box::new(|m| m.domain = "evil.test".into()),
+            "siwe_wrong_domain",
+        ),
+        (Box::new(|m| m.chain_id = 5), "siwe_chain_not_allowed"),
+        (
+            Box::new(|m| m.uri = "https://evil.test/login".into()),
+            "siwe_wrong_uri",
+        ),
+    ];
+    for (change, expected) in cases {
+        let mut message = palmdao.message(&alice, &palmdao.nonce().await);
+        change(&mut message);
+        let (status, body) = palmdao.sign_in_with(&message, &alice).await;
+        assert_eq!((status, code(&body)), (401, expected.to_owned()), "{body}");
+    }
+
+    // Tampered after signing, and signed by someone else.
+    let message = palmdao.message(&alice, &palmdao.nonce().await);
+    let text = message.to_string();
+    let signature = alice.sign_personal(text.as_bytes()).unwrap().to_hex();
+    let tampered = text.replace("Sign in to Palm", "Sign in to Palm and more");
+    let (status, body) = palmdao
+        .send(
+            reqwest::Method::POST,
+            "/v1/auth/siwe",
+            None,
+            &json!({ "message": tampered, "signature": signature }),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "siwe_signer_mismatch".to_owned())
+    );
+    let (status, body) = palmdao
+        .sign_in_with(&palmdao.message(&alice, &palmdao.nonce().await), &mallory)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "siwe_signer_mismatch".to_owned())
+    );
+    palmdao.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_first_sign_ins_of_one_wallet_create_one_palm_id() {
+    let palmdao = Palmdao::start().await;
+    let wallet = key(&format!("race-{}", uuid::Uuid::new_v4()));
+    let mut nonces = Vec::new();
+    for _ in 0..6 {
+        nonces.push(palmdao.nonce().await);
+    }
+    let messages: Vec<SiweMessage> = nonces
+        .iter()
+        .map(|nonce| palmdao.message(&wallet, nonce))
+        .collect();
+    let attempts = futures_util::future::join_all(
+        messages
+            .iter()
+            .map(|message| palmdao.sign_in_with(message, &wallet)),
+    )
+    .await;
+    let ids: std::collections::BTreeSet<String> = attempts
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["palm_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one wallet, one PalmID: {ids:?}");
+    assert_eq!(
+        attempts
+            .iter()
+            .filter(|(_, body)| body["created"] == true)
+            .count(),
+        1
+    );
+    palmdao.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_responses() {
+    let palmdao = Palmdao::start().await;
+    let (status, kind, body) = palmdao
+        .raw_post("/v1/auth/siwe", "application/json", b"{nope".to_vec())
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("malformed_json"))
+    );
+    assert_eq!(kind, "application/problem+json");
+    let (status, _, body) = palmdao
+        .raw_post(
+            "/v1/auth/siwe",
+            "application/json",
+            br#"{"message": 1}"#.to_vec(),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_body")));
+    let (status, _, body) = palmdao
+        .raw_post("/v1/auth/siwe", "text/plain", b"hi".to_vec())
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+    // The server answers 413 without reading the rest and closes the
+    // connection, so this request gets a client (connection) of its own.
+    let huge =
+        serde_json::to_vec(&json!({ "message": "x".repeat(200_000), "signature": "0x" })).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/auth/siwe", palmdao.base))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"].as_str(), Some("body_too_large"));
+    let (status, body) = palmdao.get("/v1/me", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, body) = palmdao.get("/v1/me", Some("v1.forged.token")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, body) = palmdao.get("/v1/nowhere", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("no_route")));
+    let (status, body) = palmdao
+        .get(&format!("/v1/palm-ids/{}", uuid::Uuid::now_v7()), None)
+        .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+
+    // Handles: validated, and unique.
+    let first = palmdao
+        .sign_in(&key(&format!("h1-{}", uuid::Uuid::new_v4())))
+        .await;
+    let second = palmdao
+        .sign_in(&key(&format!("h2-{}", uuid::Uuid::new_v4())))
+        .await;
+    let (t1, t2) = (
+        first["token"].as_str().unwrap(),
+        second["token"].as_str().unwrap(),
+    );
+    let handle = format!("h{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let (status, body) = palmdao
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/me",
+            Some(t1),
+            &json!({ "handle": "No Spaces!" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("validation_failed"))
+    );
+    let (status, body) = palmdao
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/me",
+            Some(t1),
+            &json!({ "handle": handle }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["handle"].as_str()),
+        (200, Some(handle.as_str()))
+    );
+    let (status, body) = palmdao
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/me",
+            Some(t2),
+            &json!({ "handle": handle }),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("handle_taken")));
+    palmdao.stop().await;
+}
