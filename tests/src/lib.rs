@@ -4,10 +4,13 @@
 //! # Layout
 //! - [`ServiceEnv`]: the environment that isolates one test's services (own
 //!   exchange/queue prefix and database) and the teardown of what they declared.
+//! - [`palmdao`]: a palmdao process and a client for its API.
 //! - `src/bin/palm-test-worker.rs`: a fixture service with a slow, idempotent
 //!   consumer, for shutdown tests of the consumer runner in a real process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod palmdao;
 
 use palm_amqp::{Names, QueueSpec};
 

@@ -40,6 +40,16 @@ pub struct PalmIdUpdated {
 }
 event!(PalmIdUpdated, "palm_id.updated", 1);
 
+/// A PalmID gained a verifier (its level may have risen).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PalmIdVerifierAdded {
+    /// The PalmID.
+    pub palm_id: Uuid,
+    /// Kind of the new verifier.
+    pub kind: String,
+}
+event!(PalmIdVerifierAdded, "palm_id.verifier_added", 1);
+
 /// A community was created; its creator is its first admin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommunityCreated {

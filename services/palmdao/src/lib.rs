@@ -8,11 +8,12 @@
 //! (issue 3); nothing here pretends to do them yet.
 
 pub mod api;
+pub mod results;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use palm_amqp::{AmqpSettings, Broker, Publisher, QueueSpec, Topology};
+use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Publisher, QueueSpec, Topology};
 use palm_core::InvalidSetting;
 use palm_mongo::{Idempotency, Lease, MongoSettings, OutboxRelay, outbox};
 use palm_service::{Runtime, RuntimeSettings, ServiceSettings};
@@ -236,6 +237,18 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     );
     let serving = tokio::spawn(api::serve(listener, router, runtime.shutdown.clone()));
 
+    let results = results::Results::new(database.clone());
+    let consumer = Consumer::new(
+        &broker,
+        &publisher,
+        "palmdao.results",
+        move |message: Incoming| {
+            let results = results.clone();
+            async move { results.handle(message).await }
+        },
+    );
+    let consuming = tokio::spawn(consumer.run(runtime.shutdown.clone()));
+
     let relay = OutboxRelay::new(database.clone(), OUTBOX_COLLECTIONS, publisher)
         .with_batch_size(settings.outbox.batch_size)
         .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms));
@@ -248,6 +261,10 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     );
     relay.run(lease, runtime.shutdown.clone()).await;
 
+    consuming
+        .await
+        .context("the results consumer task failed")?
+        .context("the results consumer failed")?;
     serving
         .await
         .context("the public API task failed")?

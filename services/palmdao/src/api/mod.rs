@@ -6,6 +6,7 @@
 //! - [`session`]: signed, expiring bearer tokens and the [`session::Session`] extractor.
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
+//! - [`verifications`]: `POST /v1/me/verifications`, `GET /v1/me/verifications/{id}`.
 //!
 //! [`router`] assembles them with the request limits (body size, time) and a
 //! trace span per request; it needs no listener, so tests can drive it
@@ -16,6 +17,7 @@ pub mod json;
 pub mod palm_ids;
 pub mod problem;
 pub mod session;
+pub mod verifications;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +102,11 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
         .route("/v1/auth/siwe", axum::routing::post(auth::sign_in))
         .route("/v1/me", get(palm_ids::me).patch(palm_ids::update_me))
         .route("/v1/palm-ids/{id}", get(palm_ids::public_view))
+        .route(
+            "/v1/me/verifications",
+            axum::routing::post(verifications::request),
+        )
+        .route("/v1/me/verifications/{id}", get(verifications::show))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no_route", "No such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -113,8 +113,9 @@ pub async fn find_or_create_for(
     );
     let mut on_insert = doc! {
         "handle": &handle,
+        "version": 1_i64,
         "created_at": BsonDateTime::now(),
-        "verifiers": [{ "kind": kind, "subject": subject, "display_name": null, "verified_at": BsonDateTime::now() }],
+        "verifiers": [{ "kind": kind, "subject": subject, "identity": &key, "display_name": null, "verified_at": BsonDateTime::now() }],
     };
     outbox::attach(&mut on_insert, &[OutboxRecord::from_envelope(&event)]);
     let upsert = database

@@ -1,0 +1,183 @@
+//! Verification intake: `POST /v1/me/verifications` stores a pending
+//! verification and stages `verification.requested.<kind>` in the same write;
+//! `GET /v1/me/verifications/{id}` shows its state to its owner only. The
+//! result arrives as `verification.completed` (see `crate::results`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use chrono::{DateTime, Utc};
+use palm_core::Envelope;
+use palm_core::events::{DiscordVerificationRequested, WalletVerificationRequested};
+use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
+use palm_mongo::outbox::{self, OutboxRecord};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::json::ApiJson;
+use super::problem::Problem;
+use super::session::Session;
+use crate::SERVICE;
+
+/// Verification documents.
+pub const VERIFICATIONS: &str = "verifications";
+
+/// `POST /v1/me/verifications` body, by kind.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VerificationRequest {
+    /// Link another wallet: a SIWE message and its signature.
+    Wallet {
+        /// EIP-4361 message signed by the wallet.
+        message: String,
+        /// Its EIP-191 signature.
+        signature: String,
+    },
+    /// Link a Discord account: an OAuth2 authorization code.
+    Discord {
+        /// Authorization code from Discord's redirect.
+        code: String,
+        /// The redirect URI the code was issued for.
+        redirect_uri: String,
+    },
+}
+
+/// `202` body and `GET` body.
+#[derive(Debug, Serialize)]
+pub struct VerificationView {
+    /// Verification id.
+    pub id: String,
+    /// `wallet`, `discord`.
+    pub kind: String,
+    /// `pending`, `verified`, `rejected`.
+    pub status: String,
+    /// Why it was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The proven identity, once verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// When it was requested.
+    pub requested_at: DateTime<Utc>,
+    /// When the result was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+fn millis(time: DateTime<Utc>) -> BsonDateTime {
+    BsonDateTime::from_millis(time.timestamp_millis())
+}
+
+fn chrono_of(time: &BsonDateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or_default()
+}
+
+/// Stores a pending verification and stages its request event.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0))]
+pub async fn request(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(request): ApiJson<VerificationRequest>,
+) -> Result<(StatusCode, HeaderMap, Json<VerificationView>), Problem> {
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    let (kind, record) = match &request {
+        VerificationRequest::Wallet { message, signature } => {
+            if message.is_empty() || message.len() > 4096 {
+                return Err(Problem::validation("message must be 1 to 4096 characters"));
+            }
+            if !(signature.starts_with("0x") && signature.len() == 132) {
+                return Err(Problem::validation(
+                    "signature must be 0x followed by 130 hex digits",
+                ));
+            }
+            let event = Envelope::new(
+                SERVICE,
+                WalletVerificationRequested {
+                    verification_id: id,
+                    palm_id: session.0,
+                    message: message.clone(),
+                    signature: signature.clone(),
+                },
+            );
+            ("wallet", OutboxRecord::from_envelope(&event))
+        }
+        VerificationRequest::Discord { code, redirect_uri } => {
+            if code.is_empty() || code.len() > 512 {
+                return Err(Problem::validation("code must be 1 to 512 characters"));
+            }
+            if !(redirect_uri.starts_with("https://") || redirect_uri.starts_with("http://")) {
+                return Err(Problem::validation("redirect_uri must be an http(s) URI"));
+            }
+            let event = Envelope::new(
+                SERVICE,
+                DiscordVerificationRequested {
+                    verification_id: id,
+                    palm_id: session.0,
+                    code: code.clone(),
+                    redirect_uri: redirect_uri.clone(),
+                },
+            );
+            ("discord", OutboxRecord::from_envelope(&event))
+        }
+    };
+    // The request's secrets (signature, OAuth code) travel only in the event;
+    // the stored document keeps what the owner may see.
+    let mut document = doc! {
+        "_id": id.to_string(),
+        "palm_id": session.0.to_string(),
+        "kind": kind,
+        "status": "pending",
+        "requested_at": millis(now),
+    };
+    outbox::attach(&mut document, &[record]);
+    state
+        .database()
+        .collection::<Document>(VERIFICATIONS)
+        .insert_one(document)
+        .await?;
+
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/me/verifications/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    let view = VerificationView {
+        id: id.to_string(),
+        kind: kind.to_owned(),
+        status: "pending".to_owned(),
+        reason: None,
+        subject: None,
+        requested_at: now,
+        completed_at: None,
+    };
+    Ok((StatusCode::ACCEPTED, headers, Json(view)))
+}
+
+/// The owner's view of one verification; another PalmID gets `404`.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0, %id))]
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<VerificationView>, Problem> {
+    let found = state
+        .database()
+        .collection::<Document>(VERIFICATIONS)
+        .find_one(doc! { "_id": &id, "palm_id": session.0.to_string() })
+        .await?
+        .ok_or_else(|| Problem::not_found("verification"))?;
+    let text = |key: &str| found.get_str(key).ok().map(str::to_owned);
+    Ok(Json(VerificationView {
+        id,
+        kind: text("kind").unwrap_or_default(),
+        status: text("status").unwrap_or_default(),
+        reason: text("reason"),
+        subject: text("subject"),
+        requested_at: found
+            .get_datetime("requested_at")
+            .map(chrono_of)
+            .unwrap_or_default(),
+        completed_at: found.get_datetime("completed_at").ok().map(chrono_of),
+    }))
+}

@@ -1,0 +1,150 @@
+//! A palmdao process under test, with helpers to call its API and sign in.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use palm_core::eth::{LocalKey, keccak256};
+use palm_core::siwe::SiweMessage;
+use palm_testkit::process::{ServiceProcess, binary};
+use serde_json::{Value, json};
+
+use crate::ServiceEnv;
+
+/// A deterministic test key from a seed.
+pub fn key(seed: &str) -> LocalKey {
+    LocalKey::from_bytes(&keccak256(seed.as_bytes())).unwrap()
+}
+
+/// A running palmdao and an HTTP client for it.
+#[derive(Debug)]
+pub struct Palmdao {
+    process: ServiceProcess,
+    /// `http://host:port` of the public API.
+    pub base: String,
+    /// The isolation it runs in (prefix, database).
+    pub env: ServiceEnv,
+    http: reqwest::Client,
+}
+
+impl Palmdao {
+    #[allow(missing_docs)]
+    pub async fn start() -> Self {
+        let env = ServiceEnv::new();
+        let process = ServiceProcess::spawn(binary("palmdao"), &env.vars(&[]));
+        let addr = process
+            .logged_addr("public api listening", Duration::from_secs(20))
+            .await;
+        Self {
+            process,
+            base: format!("http://{addr}"),
+            env,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    #[allow(missing_docs)]
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    #[allow(missing_docs)]
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    #[allow(missing_docs)]
+    pub async fn raw_post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, String, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, kind, response.json().await.unwrap_or(Value::Null))
+    }
+
+    #[allow(missing_docs)]
+    pub async fn nonce(&self) -> String {
+        let (status, body) = self.get("/v1/auth/nonce", None).await;
+        assert_eq!(status, 200, "{body}");
+        body["nonce"].as_str().unwrap().to_owned()
+    }
+
+    /// A message as a wallet would build it for this server.
+    #[allow(missing_docs)]
+    pub fn message(&self, key: &LocalKey, nonce: &str) -> SiweMessage {
+        format!(
+            "palm.test wants you to sign in with your Ethereum account:\n{}\n\nSign in to Palm\n\nURI: https://palm.test/v1/auth/siwe\nVersion: 1\nChain ID: 1\nNonce: {nonce}\nIssued At: {}",
+            key.address().to_checksummed(),
+            Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        )
+        .parse()
+        .unwrap()
+    }
+
+    #[allow(missing_docs)]
+    pub async fn sign_in_with(&self, message: &SiweMessage, key: &LocalKey) -> (u16, Value) {
+        let text = message.to_string();
+        let signature = key.sign_personal(text.as_bytes()).unwrap().to_hex();
+        self.send(
+            reqwest::Method::POST,
+            "/v1/auth/siwe",
+            None,
+            &json!({ "message": text, "signature": signature }),
+        )
+        .await
+    }
+
+    #[allow(missing_docs)]
+    pub async fn sign_in(&self, key: &LocalKey) -> Value {
+        let nonce = self.nonce().await;
+        let (status, body) = self.sign_in_with(&self.message(key, &nonce), key).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    #[allow(missing_docs)]
+    pub async fn stop(mut self) {
+        self.process.sigterm();
+        assert_eq!(self.process.wait(Duration::from_secs(15)).await, Some(0));
+        self.env.teardown(&palmdao::queues()).await;
+    }
+}
