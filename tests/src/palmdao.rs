@@ -148,3 +148,89 @@ impl Palmdao {
         self.env.teardown(&palmdao::queues()).await;
     }
 }
+
+/// Plays the validators: publishes results on palmdao's exchange.
+#[derive(Debug)]
+pub struct FakeValidator {
+    /// Its broker connection.
+    pub broker: palm_amqp::Broker,
+    /// Its publisher.
+    pub publisher: palm_amqp::Publisher,
+}
+
+impl FakeValidator {
+    /// Connects on `palmdao`'s prefix.
+    pub async fn connect(palmdao: &Palmdao) -> Self {
+        let settings = palm_amqp::AmqpSettings {
+            url: secrecy::SecretString::from(palmdao.env.amqp_url.clone()),
+            prefix: palmdao.env.prefix.clone(),
+            retry_delays_ms: vec![100, 200],
+            ..palm_amqp::AmqpSettings::default()
+        };
+        let broker = palm_amqp::Broker::start(
+            settings.clone(),
+            palm_amqp::Topology::new(&settings, Vec::new()),
+        );
+        broker
+            .wait_connected(Duration::from_secs(20))
+            .await
+            .unwrap();
+        let publisher = palm_amqp::Publisher::new(broker.clone());
+        Self { broker, publisher }
+    }
+
+    /// Requests a `discord` verification as `token`'s owner, answers it as
+    /// verified with `subject` under `kind` (any verifier kind: the set is
+    /// open), and waits until palmdao applied it.
+    pub async fn verify(
+        &self,
+        palmdao: &Palmdao,
+        token: &str,
+        palm_id: &str,
+        kind: &str,
+        subject: &str,
+    ) {
+        let body =
+            json!({ "kind": "discord", "code": "code", "redirect_uri": "https://palm.test/cb" });
+        let (status, request) = palmdao
+            .send(
+                reqwest::Method::POST,
+                "/v1/me/verifications",
+                Some(token),
+                &body,
+            )
+            .await;
+        assert_eq!(status, 202, "{request}");
+        let id = request["id"].as_str().unwrap().to_owned();
+        let event = palm_core::Envelope::new(
+            "test-validator",
+            palm_core::events::VerificationCompleted {
+                verification_id: uuid::Uuid::parse_str(&id).unwrap(),
+                palm_id: uuid::Uuid::parse_str(palm_id).unwrap(),
+                kind: kind.to_owned(),
+                outcome: palm_core::events::VerificationOutcome::Verified {
+                    subject: subject.to_owned(),
+                    display_name: None,
+                },
+            },
+        );
+        let message = palm_amqp::OutgoingMessage::event(self.broker.names(), &event);
+        self.publisher.publish(&message).await.unwrap();
+        palm_testkit::eventually(
+            "the verification applied",
+            Duration::from_secs(20),
+            || async {
+                let (_, view) = palmdao
+                    .get(&format!("/v1/me/verifications/{id}"), Some(token))
+                    .await;
+                (view["status"] == "verified").then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Disconnects.
+    pub async fn close(self) {
+        self.broker.close().await;
+    }
+}

@@ -4,32 +4,14 @@
 
 use std::time::Duration;
 
-use palm_amqp::{AmqpSettings, Broker, OutgoingMessage, Publisher, Topology};
+use palm_amqp::OutgoingMessage;
 use palm_core::Envelope;
 use palm_core::events::{VerificationCompleted, VerificationOutcome};
 use palm_testkit::eventually;
-use palm_tests::palmdao::{Palmdao, key};
+use palm_tests::palmdao::{FakeValidator, Palmdao, key};
 use reqwest::Method;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-/// Publishes results on palmdao's exchange, as a validator would.
-async fn validator(palmdao: &Palmdao) -> (Broker, Publisher) {
-    let settings = AmqpSettings {
-        url: SecretString::from(palmdao.env.amqp_url.clone()),
-        prefix: palmdao.env.prefix.clone(),
-        retry_delays_ms: vec![100, 200],
-        ..AmqpSettings::default()
-    };
-    let broker = Broker::start(settings.clone(), Topology::new(&settings, Vec::new()));
-    broker
-        .wait_connected(Duration::from_secs(20))
-        .await
-        .unwrap();
-    let publisher = Publisher::new(broker.clone());
-    (broker, publisher)
-}
 
 fn completed(
     verification: &Value,
@@ -82,7 +64,8 @@ async fn wait_status(palmdao: &Palmdao, token: &str, id: &str, expected: &'stati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_delivered_twice_changes_the_palm_id_once() {
     let palmdao = Palmdao::start().await;
-    let (broker, publisher) = validator(&palmdao).await;
+    let validator = FakeValidator::connect(&palmdao).await;
+    let (broker, publisher) = (&validator.broker, &validator.publisher);
     let owner = palmdao
         .sign_in(&key(&format!("owner-{}", Uuid::new_v4())))
         .await;
@@ -141,14 +124,15 @@ async fn a_result_delivered_twice_changes_the_palm_id_once() {
         3,
         "each verifier added once: {me}"
     );
-    broker.close().await;
+    validator.close().await;
     palmdao.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_palm_ids_racing_for_one_wallet_exactly_one_wins() {
     let palmdao = Palmdao::start().await;
-    let (broker, publisher) = validator(&palmdao).await;
+    let validator = FakeValidator::connect(&palmdao).await;
+    let (broker, publisher) = (&validator.broker, &validator.publisher);
     let contested = key(&format!("contested-{}", Uuid::new_v4()))
         .address()
         .to_checksummed();
@@ -194,7 +178,7 @@ async fn two_palm_ids_racing_for_one_wallet_exactly_one_wins() {
     assert_eq!(winners, 1, "{outcomes:?}");
     let loser = outcomes.iter().find(|v| v["status"] == "rejected").unwrap();
     assert_eq!(loser["reason"], "identity_in_use");
-    broker.close().await;
+    validator.close().await;
     palmdao.stop().await;
 }
 

@@ -76,6 +76,16 @@ pub struct MemberJoined {
 }
 event!(MemberJoined, "member.joined", 1);
 
+/// A PalmID left a community.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberLeft {
+    /// Community left.
+    pub community_id: Uuid,
+    /// The former member.
+    pub palm_id: Uuid,
+}
+event!(MemberLeft, "member.left", 1);
+
 /// A proposal was created by a community admin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProposalCreated {

@@ -6,6 +6,7 @@
 //! - [`session`]: signed, expiring bearer tokens and the [`session::Session`] extractor.
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
+//! - [`communities`]: create, list, get, join, leave, members.
 //! - [`verifications`]: `POST /v1/me/verifications`, `GET /v1/me/verifications/{id}`.
 //!
 //! [`router`] assembles them with the request limits (body size, time) and a
@@ -13,6 +14,7 @@
 //! directly, and [`serve`] runs it on a bound listener until shutdown.
 
 pub mod auth;
+pub mod communities;
 pub mod json;
 pub mod palm_ids;
 pub mod problem;
@@ -91,6 +93,7 @@ impl AppState {
 /// Declares the API's indexes (idempotent).
 pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
     auth::ensure_indexes(database).await?;
+    communities::ensure_indexes(database).await?;
     palm_ids::ensure_indexes(database).await
 }
 
@@ -107,6 +110,20 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
             axum::routing::post(verifications::request),
         )
         .route("/v1/me/verifications/{id}", get(verifications::show))
+        .route(
+            "/v1/communities",
+            get(communities::list).post(communities::create),
+        )
+        .route("/v1/communities/{slug}", get(communities::get_one))
+        .route(
+            "/v1/communities/{slug}/join",
+            axum::routing::post(communities::join),
+        )
+        .route(
+            "/v1/communities/{slug}/leave",
+            axum::routing::post(communities::leave),
+        )
+        .route("/v1/communities/{slug}/members", get(communities::members))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no_route", "No such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -1,0 +1,486 @@
+//! Communities: create (PalmID level ≥ 3; the creator becomes admin), list,
+//! get, join (level ≥ 1), leave, and list members. Slugs are unique by
+//! index; a membership's `_id` is `<community id>:<palm id>`, so joining twice
+//! is one membership.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use palm_core::Envelope;
+use palm_core::events::{CommunityCreated, MemberJoined, MemberLeft};
+use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
+use palm_mongo::mongodb::options::IndexOptions;
+use palm_mongo::mongodb::{Database, IndexModel};
+use palm_mongo::outbox::{self, OutboxRecord};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::json::ApiJson;
+use super::problem::Problem;
+use super::session::Session;
+use crate::SERVICE;
+
+/// Community documents.
+pub const COMMUNITIES: &str = "communities";
+/// Membership documents.
+pub const MEMBERSHIPS: &str = "memberships";
+/// Level needed to create a community.
+pub const CREATE_LEVEL: u32 = 3;
+/// Level needed to join one.
+pub const JOIN_LEVEL: u32 = 1;
+
+/// Declares the unique slug and membership listing indexes.
+pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
+    let slug = IndexModel::builder()
+        .keys(doc! { "slug": 1 })
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .name("slug_unique".to_owned())
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, COMMUNITIES, vec![slug]).await?;
+    let members = IndexModel::builder()
+        .keys(doc! { "community_id": 1, "palm_id": 1 })
+        .options(
+            IndexOptions::builder()
+                .name("by_community".to_owned())
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, MEMBERSHIPS, vec![members]).await
+}
+
+/// `POST /v1/communities` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCommunity {
+    /// Unique, URL-safe: 3–40 of `a-z`, `0-9`, `-`.
+    pub slug: String,
+    /// Display name, 1–100 characters.
+    pub name: String,
+    /// Up to 2000 characters.
+    #[serde(default)]
+    pub description: String,
+    /// Default minimum level to vote (1 if omitted).
+    #[serde(default = "default_vote_level")]
+    pub min_vote_level: u32,
+}
+
+fn default_vote_level() -> u32 {
+    1
+}
+
+/// A community.
+#[derive(Debug, Serialize)]
+pub struct CommunityView {
+    /// Id.
+    pub id: String,
+    /// Slug.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// PalmIDs of the admins.
+    pub admins: Vec<String>,
+    /// Default minimum level to vote.
+    pub min_vote_level: u32,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+fn chrono_of(time: Option<&BsonDateTime>) -> DateTime<Utc> {
+    time.and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis()))
+        .unwrap_or_default()
+}
+
+fn view(document: &Document) -> CommunityView {
+    let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
+    CommunityView {
+        id: text("_id"),
+        slug: text("slug"),
+        name: text("name"),
+        description: text("description"),
+        admins: document
+            .get_array("admins")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        min_vote_level: document
+            .get_document("settings")
+            .ok()
+            .and_then(|s| s.get("min_vote_level"))
+            .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(1),
+        created_at: chrono_of(document.get_datetime("created_at").ok()),
+    }
+}
+
+async fn level_of(state: &AppState, palm_id: Uuid) -> Result<u32, Problem> {
+    let document = state
+        .database()
+        .collection::<Document>(super::palm_ids::PALM_IDS)
+        .find_one(doc! { "_id": palm_id.to_string() })
+        .await?
+        .ok_or_else(|| Problem::not_found("PalmID"))?;
+    let kinds: std::collections::BTreeSet<String> = document
+        .get_array("verifiers")
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| {
+                    v.as_document()
+                        .and_then(|d| d.get_str("kind").ok())
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(u32::try_from(kinds.len()).unwrap_or(u32::MAX))
+}
+
+fn level_too_low(needed: u32, has: u32) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "level_too_low",
+        "Your PalmID level is too low",
+    )
+    .with_detail(format!(
+        "this needs level {needed}; your PalmID has level {has}"
+    ))
+}
+
+async fn find(state: &AppState, slug: &str) -> Result<Document, Problem> {
+    state
+        .database()
+        .collection::<Document>(COMMUNITIES)
+        .find_one(doc! { "slug": slug })
+        .await?
+        .ok_or_else(|| Problem::not_found("community"))
+}
+
+fn location(path: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(path) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers
+}
+
+/// Creates a community; the creator becomes its admin and first member.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0))]
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(request): ApiJson<CreateCommunity>,
+) -> Result<(StatusCode, HeaderMap, Json<CommunityView>), Problem> {
+    let slug_ok = (3..=40).contains(&request.slug.len())
+        && request
+            .slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !slug_ok {
+        return Err(Problem::validation(
+            "slug must be 3 to 40 of a-z, 0-9 and '-'",
+        ));
+    }
+    if request.name.trim().is_empty() || request.name.chars().count() > 100 {
+        return Err(Problem::validation("name must be 1 to 100 characters"));
+    }
+    if request.description.chars().count() > 2000 {
+        return Err(Problem::validation(
+            "description must be at most 2000 characters",
+        ));
+    }
+    if !(1..=10).contains(&request.min_vote_level) {
+        return Err(Problem::validation(
+            "min_vote_level must be between 1 and 10",
+        ));
+    }
+    let level = level_of(&state, session.0).await?;
+    if level < CREATE_LEVEL {
+        return Err(level_too_low(CREATE_LEVEL, level));
+    }
+
+    let id = Uuid::now_v7();
+    let created = Envelope::new(
+        SERVICE,
+        CommunityCreated {
+            community_id: id,
+            slug: request.slug.clone(),
+            name: request.name.clone(),
+            admin_palm_id: session.0,
+        },
+    );
+    let mut community = doc! {
+        "_id": id.to_string(),
+        "slug": &request.slug,
+        "name": &request.name,
+        "description": &request.description,
+        "admins": [session.0.to_string()],
+        "settings": { "min_vote_level": i64::from(request.min_vote_level) },
+        "created_by": session.0.to_string(),
+        "created_at": BsonDateTime::now(),
+    };
+    outbox::attach(&mut community, &[OutboxRecord::from_envelope(&created)]);
+    match state
+        .database()
+        .collection::<Document>(COMMUNITIES)
+        .insert_one(&community)
+        .await
+    {
+        Ok(_) => {}
+        Err(error) if palm_mongo::is_duplicate_key(&error) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "slug_taken",
+                "The slug is taken",
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    // The admin's membership; the community's `admins` already grants the
+    // role, so a crash before this line loses no authority.
+    add_member(&state, id, &request.slug, session.0, "admin").await?;
+    let path = format!("/v1/communities/{}", request.slug);
+    Ok((StatusCode::CREATED, location(&path), Json(view(&community))))
+}
+
+/// Inserts the membership with its `member.joined` event; `false` if it existed.
+async fn add_member(
+    state: &AppState,
+    community_id: Uuid,
+    slug: &str,
+    palm_id: Uuid,
+    role: &str,
+) -> Result<bool, Problem> {
+    let joined = Envelope::new(
+        SERVICE,
+        MemberJoined {
+            community_id,
+            community_slug: slug.to_owned(),
+            palm_id,
+        },
+    );
+    let mut membership = doc! {
+        "_id": format!("{community_id}:{palm_id}"),
+        "community_id": community_id.to_string(),
+        "palm_id": palm_id.to_string(),
+        "role": role,
+        "joined_at": BsonDateTime::now(),
+    };
+    outbox::attach(&mut membership, &[OutboxRecord::from_envelope(&joined)]);
+    match state
+        .database()
+        .collection::<Document>(MEMBERSHIPS)
+        .insert_one(membership)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(error) if palm_mongo::is_duplicate_key(&error) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `GET /v1/communities` query.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    /// Items per page, 1–100 (default 20).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of items.
+#[derive(Debug, Serialize)]
+pub struct Paged<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn page_size(page: &Page) -> Result<i64, Problem> {
+    match page.limit.unwrap_or(20) {
+        limit @ 1..=100 => Ok(i64::from(limit)),
+        _ => Err(Problem::validation("limit must be between 1 and 100")),
+    }
+}
+
+/// Lists communities by slug.
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Paged<CommunityView>>, Problem> {
+    let limit = page_size(&page)?;
+    let filter = match &page.cursor {
+        Some(after) => doc! { "slug": { "$gt": after } },
+        None => doc! {},
+    };
+    let documents: Vec<Document> = state
+        .database()
+        .collection::<Document>(COMMUNITIES)
+        .find(filter)
+        .sort(doc! { "slug": 1 })
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    let more = documents.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    let items: Vec<CommunityView> = documents
+        .iter()
+        .take(documents.len().min(limit as usize))
+        .map(view)
+        .collect();
+    let next_cursor = if more {
+        items.last().map(|c| c.slug.clone())
+    } else {
+        None
+    };
+    Ok(Json(Paged { items, next_cursor }))
+}
+
+/// One community.
+#[tracing::instrument(skip_all, fields(%slug))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Json<CommunityView>, Problem> {
+    Ok(Json(view(&find(&state, &slug).await?)))
+}
+
+/// A membership.
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    /// The member.
+    pub palm_id: String,
+    /// `admin` or `member`.
+    pub role: String,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+}
+
+/// Joins a community (level ≥ 1); joining again changes nothing.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
+pub async fn join(
+    State(state): State<AppState>,
+    session: Session,
+    Path(slug): Path<String>,
+) -> Result<(StatusCode, Json<MemberView>), Problem> {
+    let community = find(&state, &slug).await?;
+    let level = level_of(&state, session.0).await?;
+    if level < JOIN_LEVEL {
+        return Err(level_too_low(JOIN_LEVEL, level));
+    }
+    let id = Uuid::parse_str(community.get_str("_id").unwrap_or_default())
+        .map_err(anyhow::Error::from)?;
+    let created = add_member(&state, id, &slug, session.0, "member").await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let member = MemberView {
+        palm_id: session.0.to_string(),
+        role: "member".into(),
+        joined_at: Utc::now(),
+    };
+    Ok((status, Json(member)))
+}
+
+/// Leaves a community; its admins cannot (hand over first).
+#[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
+pub async fn leave(
+    State(state): State<AppState>,
+    session: Session,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let community = find(&state, &slug).await?;
+    if view(&community).admins.contains(&session.0.to_string()) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "admin_cannot_leave",
+            "An admin cannot leave their community",
+        ));
+    }
+    let id = community.get_str("_id").unwrap_or_default().to_owned();
+    let removed = state
+        .database()
+        .collection::<Document>(MEMBERSHIPS)
+        .delete_one(doc! { "_id": format!("{id}:{}", session.0) })
+        .await?;
+    if removed.deleted_count == 0 {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_a_member",
+            "You are not a member",
+        ));
+    }
+    // The membership document is gone, so the event rides on the community.
+    let left = Envelope::new(
+        SERVICE,
+        MemberLeft {
+            community_id: Uuid::parse_str(&id).map_err(anyhow::Error::from)?,
+            palm_id: session.0,
+        },
+    );
+    let mut update = doc! {};
+    outbox::stage(&mut update, &[OutboxRecord::from_envelope(&left)]);
+    state
+        .database()
+        .collection::<Document>(COMMUNITIES)
+        .update_one(doc! { "_id": &id }, update)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists a community's members, oldest first.
+#[tracing::instrument(skip_all, fields(%slug))]
+pub async fn members(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Paged<MemberView>>, Problem> {
+    let limit = page_size(&page)?;
+    let community = find(&state, &slug).await?;
+    let id = community.get_str("_id").unwrap_or_default().to_owned();
+    let mut filter = doc! { "community_id": &id };
+    if let Some(after) = &page.cursor {
+        filter.insert("palm_id", doc! { "$gt": after });
+    }
+    let documents: Vec<Document> = state
+        .database()
+        .collection::<Document>(MEMBERSHIPS)
+        .find(filter)
+        .sort(doc! { "palm_id": 1 })
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    let more = documents.len() as i64 > limit;
+    let items: Vec<MemberView> = documents
+        .iter()
+        .take(documents.len().min(limit as usize))
+        .map(|d| MemberView {
+            palm_id: d.get_str("palm_id").unwrap_or_default().to_owned(),
+            role: d.get_str("role").unwrap_or_default().to_owned(),
+            joined_at: chrono_of(d.get_datetime("joined_at").ok()),
+        })
+        .collect();
+    let next_cursor = if more {
+        items.last().map(|m| m.palm_id.clone())
+    } else {
+        None
+    };
+    Ok(Json(Paged { items, next_cursor }))
+}
