@@ -53,6 +53,9 @@ impl ServiceEnv {
             ("PALM__SHUTDOWN__GRACE_MS", "10000".to_owned()),
             ("PALM_CONFIG_DIR", "/nonexistent".to_owned()),
             ("PALM__HTTP__ADDR", "127.0.0.1:0".to_owned()),
+            // Tests fire requests faster than a person; the limiter has its own test.
+            ("PALM__HTTP__RATE_LIMIT_PER_SECOND", "10000".to_owned()),
+            ("PALM__HTTP__RATE_LIMIT_BURST", "10000".to_owned()),
             (
                 "PALM__AUTH__SESSION_KEY",
                 "test-session-key-of-at-least-32-bytes!".to_owned(),

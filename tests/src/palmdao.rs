@@ -27,10 +27,15 @@ pub struct Palmdao {
 }
 
 impl Palmdao {
-    #[allow(missing_docs)]
+    /// Starts palmdao in a fresh isolation (prefix, database).
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts palmdao with extra environment variables.
+    pub async fn start_with(extra: &[(&str, &str)]) -> Self {
         let env = ServiceEnv::new();
-        let process = ServiceProcess::spawn(binary("palmdao"), &env.vars(&[]));
+        let process = ServiceProcess::spawn(binary("palmdao"), &env.vars(extra));
         let addr = process
             .logged_addr("public api listening", Duration::from_secs(20))
             .await;
@@ -42,7 +47,7 @@ impl Palmdao {
         }
     }
 
-    #[allow(missing_docs)]
+    /// GETs `path`, with a bearer token if given.
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -55,7 +60,7 @@ impl Palmdao {
         )
     }
 
-    #[allow(missing_docs)]
+    /// Sends `body` as JSON with `method`.
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -77,7 +82,7 @@ impl Palmdao {
         )
     }
 
-    #[allow(missing_docs)]
+    /// POSTs raw bytes with a content type.
     pub async fn raw_post(
         &self,
         path: &str,
@@ -101,7 +106,7 @@ impl Palmdao {
         (status, kind, response.json().await.unwrap_or(Value::Null))
     }
 
-    #[allow(missing_docs)]
+    /// A fresh sign-in nonce.
     pub async fn nonce(&self) -> String {
         let (status, body) = self.get("/v1/auth/nonce", None).await;
         assert_eq!(status, 200, "{body}");
@@ -109,7 +114,6 @@ impl Palmdao {
     }
 
     /// A message as a wallet would build it for this server.
-    #[allow(missing_docs)]
     pub fn message(&self, key: &LocalKey, nonce: &str) -> SiweMessage {
         format!(
             "palm.test wants you to sign in with your Ethereum account:\n{}\n\nSign in to Palm\n\nURI: https://palm.test/v1/auth/siwe\nVersion: 1\nChain ID: 1\nNonce: {nonce}\nIssued At: {}",
@@ -120,7 +124,7 @@ impl Palmdao {
         .unwrap()
     }
 
-    #[allow(missing_docs)]
+    /// Signs `message` with `key` and posts it.
     pub async fn sign_in_with(&self, message: &SiweMessage, key: &LocalKey) -> (u16, Value) {
         let text = message.to_string();
         let signature = key.sign_personal(text.as_bytes()).unwrap().to_hex();
@@ -133,7 +137,7 @@ impl Palmdao {
         .await
     }
 
-    #[allow(missing_docs)]
+    /// Signs in as `key` and returns the response body.
     pub async fn sign_in(&self, key: &LocalKey) -> Value {
         let nonce = self.nonce().await;
         let (status, body) = self.sign_in_with(&self.message(key, &nonce), key).await;
@@ -141,7 +145,7 @@ impl Palmdao {
         body
     }
 
-    #[allow(missing_docs)]
+    /// SIGTERM, a clean exit, and teardown.
     pub async fn stop(mut self) {
         self.process.sigterm();
         assert_eq!(self.process.wait(Duration::from_secs(15)).await, Some(0));

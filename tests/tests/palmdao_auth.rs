@@ -257,3 +257,35 @@ async fn bad_requests_get_problem_responses() {
     assert_eq!((status, body["code"].as_str()), (409, Some("handle_taken")));
     palmdao.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_retry_after() {
+    let palmdao = Palmdao::start_with(&[
+        ("PALM__HTTP__RATE_LIMIT_PER_SECOND", "1"),
+        ("PALM__HTTP__RATE_LIMIT_BURST", "3"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let response = client
+            .get(format!("{}/v1/communities", palmdao.base))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status().as_u16() == 429 {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["code"], "rate_limited");
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    palmdao.stop().await;
+}

@@ -70,6 +70,12 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Longest a request may take before it gets `503`.
     pub request_timeout_ms: u64,
+    /// Sustained requests per second per client (per replica).
+    pub rate_limit_per_second: u32,
+    /// Requests a client may burst above the sustained rate.
+    pub rate_limit_burst: u32,
+    /// Take the client from the first `X-Forwarded-For` hop (behind the ALB).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for HttpSettings {
@@ -78,6 +84,9 @@ impl Default for HttpSettings {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
+            rate_limit_per_second: 20,
+            rate_limit_burst: 40,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -170,6 +179,13 @@ impl ServiceSettings for Settings {
                 "nonce_ttl_secs",
                 "nonce and session lifetimes must be above 0",
             );
+        }
+        if self.http.rate_limit_per_second == 0 || self.http.rate_limit_burst == 0 {
+            return Err(InvalidSetting::new(
+                "http",
+                "rate_limit_per_second",
+                "rate and burst must be above 0",
+            ));
         }
         if self.http.body_limit_bytes < 1024 || self.http.request_timeout_ms == 0 {
             return Err(InvalidSetting::new(

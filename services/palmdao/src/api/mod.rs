@@ -7,6 +7,7 @@
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
 //! - [`communities`]: create, list, get, join, leave, members.
+//! - [`rate_limit`]: per-client token buckets, `429` + `Retry-After`.
 //! - [`verifications`]: `POST /v1/me/verifications`, `GET /v1/me/verifications/{id}`.
 //!
 //! [`router`] assembles them with the request limits (body size, time) and a
@@ -18,6 +19,7 @@ pub mod communities;
 pub mod json;
 pub mod palm_ids;
 pub mod problem;
+pub mod rate_limit;
 pub mod session;
 pub mod verifications;
 
@@ -133,6 +135,14 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            rate_limit::RateLimiter::new(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+                settings.trust_forwarded_for,
+            ),
+            rate_limit::limit_rate,
+        ))
         .layer(middleware::from_fn_with_state(timeout, limit_time))
         .layer(middleware::from_fn(trace_request))
         .with_state(state)
@@ -189,7 +199,10 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
