@@ -7,6 +7,7 @@
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
 //! - [`communities`]: create, list, get, join, leave, members.
+//! - [`proposals`]: proposals and vote intake.
 //! - [`rate_limit`]: per-client token buckets, `429` + `Retry-After`.
 //! - [`verifications`]: `POST /v1/me/verifications`, `GET /v1/me/verifications/{id}`.
 //!
@@ -19,6 +20,7 @@ pub mod communities;
 pub mod json;
 pub mod palm_ids;
 pub mod problem;
+pub mod proposals;
 pub mod rate_limit;
 pub mod session;
 pub mod verifications;
@@ -126,6 +128,16 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
             axum::routing::post(communities::leave),
         )
         .route("/v1/communities/{slug}/members", get(communities::members))
+        .route(
+            "/v1/communities/{slug}/proposals",
+            get(proposals::list).post(proposals::create),
+        )
+        .route("/v1/proposals/{id}", get(proposals::get_one))
+        .route(
+            "/v1/proposals/{id}/votes",
+            axum::routing::post(proposals::cast),
+        )
+        .route("/v1/votes/{id}", get(proposals::vote))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no_route", "No such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -1,0 +1,582 @@
+//! Proposals (created by a community admin; listed by community and status)
+//! and vote intake: `POST /v1/proposals/{id}/votes` checks the vote's shape,
+//! stores it `pending`, and stages `vote.submitted` carrying every fact the
+//! stateless validator needs (the voter's wallets, level and membership, and
+//! the proposal's rules and window). Signature and eligibility are the
+//! validator's to decide.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use palm_core::Envelope;
+use palm_core::events::{ProposalCreated, ProposalRules, VoteSubmitted, VoterFacts};
+use palm_mongo::mongodb::Database;
+use palm_mongo::mongodb::bson::{self, Bson, DateTime as BsonDateTime, Document, doc};
+use palm_mongo::outbox::{self, OutboxRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::AppState;
+use super::communities::{COMMUNITIES, MEMBERSHIPS, Paged};
+use super::json::ApiJson;
+use super::palm_ids::PALM_IDS;
+use super::problem::Problem;
+use super::session::Session;
+use crate::SERVICE;
+
+/// Proposal documents.
+pub const PROPOSALS: &str = "proposals";
+/// Vote documents.
+pub const VOTES: &str = "votes";
+/// Voting types palmdao accepts; the validator owns their semantics.
+pub const VOTING_TYPES: [&str; 3] = ["single-choice", "approval", "weighted"];
+/// Voting-power strategies palmdao accepts.
+pub const STRATEGIES: [&str; 2] = ["one-person-one-vote", "level-weighted"];
+
+/// `POST /v1/communities/{slug}/proposals` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProposal {
+    /// 1–200 characters.
+    pub title: String,
+    /// Up to 20,000 characters.
+    #[serde(default)]
+    pub body: String,
+    /// 2 to 20 labels.
+    pub choices: Vec<String>,
+    /// `single-choice`, `approval`, `weighted`.
+    pub voting_type: String,
+    /// Voting opens.
+    pub start: DateTime<Utc>,
+    /// Voting closes; after `start` and in the future.
+    pub end: DateTime<Utc>,
+    /// Voting power needed for the result to count (0: none).
+    #[serde(default)]
+    pub quorum: f64,
+    /// Minimum voter level; the community default if omitted.
+    pub min_level: Option<u32>,
+    /// `one-person-one-vote` (default) or `level-weighted`.
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    /// The discussion it came from.
+    pub discussion_id: Option<String>,
+}
+
+fn default_strategy() -> String {
+    STRATEGIES[0].to_owned()
+}
+
+/// A proposal.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProposalView {
+    /// Id.
+    pub id: String,
+    /// Community id.
+    pub community_id: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Choice labels.
+    pub choices: Vec<String>,
+    /// Voting type.
+    pub voting_type: String,
+    /// Voting opens.
+    pub start: DateTime<Utc>,
+    /// Voting closes.
+    pub end: DateTime<Utc>,
+    /// Quorum.
+    pub quorum: f64,
+    /// Minimum voter level.
+    pub min_level: u32,
+    /// Strategy.
+    pub strategy: String,
+    /// `pending`, `active` or `closed`, from the voting window.
+    pub status: String,
+    /// Creator.
+    pub created_by: String,
+}
+
+fn status_at(start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> &'static str {
+    if now < start {
+        "pending"
+    } else if now < end {
+        "active"
+    } else {
+        "closed"
+    }
+}
+
+fn bson_time(time: DateTime<Utc>) -> BsonDateTime {
+    BsonDateTime::from_millis(time.timestamp_millis())
+}
+
+fn chrono_time(document: &Document, key: &str) -> DateTime<Utc> {
+    document
+        .get_datetime(key)
+        .ok()
+        .and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis()))
+        .unwrap_or_default()
+}
+
+fn number(document: &Document, key: &str) -> Option<i64> {
+    match document.get(key)? {
+        Bson::Int32(v) => Some(i64::from(*v)),
+        Bson::Int64(v) => Some(*v),
+        Bson::Double(v) => Some(*v as i64),
+        _ => None,
+    }
+}
+
+fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
+    let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
+    let (start, end) = (chrono_time(document, "start"), chrono_time(document, "end"));
+    ProposalView {
+        id: text("_id"),
+        community_id: text("community_id"),
+        title: text("title"),
+        body: text("body"),
+        choices: document
+            .get_array("choices")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        voting_type: text("voting_type"),
+        start,
+        end,
+        quorum: document.get_f64("quorum").unwrap_or_default(),
+        min_level: number(document, "min_level")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(1),
+        strategy: text("strategy"),
+        status: status_at(start, end, now).to_owned(),
+        created_by: text("created_by"),
+    }
+}
+
+async fn community(database: &Database, slug: &str) -> Result<Document, Problem> {
+    database
+        .collection::<Document>(COMMUNITIES)
+        .find_one(doc! { "slug": slug })
+        .await?
+        .ok_or_else(|| Problem::not_found("community"))
+}
+
+/// Creates a proposal; only the community's admins may.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    Path(slug): Path<String>,
+    ApiJson(request): ApiJson<CreateProposal>,
+) -> Result<(StatusCode, HeaderMap, Json<ProposalView>), Problem> {
+    let community = community(state.database(), &slug).await?;
+    let is_admin = community.get_array("admins").is_ok_and(|admins| {
+        admins
+            .iter()
+            .any(|a| a.as_str() == Some(&session.0.to_string()))
+    });
+    if !is_admin {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not_admin",
+            "Only community admins may do this",
+        ));
+    }
+    let title_len = request.title.trim().chars().count();
+    if !(1..=200).contains(&title_len) || request.body.chars().count() > 20_000 {
+        return Err(Problem::validation(
+            "title must be 1 to 200 characters and body at most 20000",
+        ));
+    }
+    if !(2..=20).contains(&request.choices.len())
+        || request
+            .choices
+            .iter()
+            .any(|c| c.trim().is_empty() || c.chars().count() > 100)
+    {
+        return Err(Problem::validation(
+            "choices must be 2 to 20 labels of 1 to 100 characters",
+        ));
+    }
+    if !VOTING_TYPES.contains(&request.voting_type.as_str()) {
+        return Err(Problem::validation(format!(
+            "voting_type must be one of {VOTING_TYPES:?}"
+        )));
+    }
+    if !STRATEGIES.contains(&request.strategy.as_str()) {
+        return Err(Problem::validation(format!(
+            "strategy must be one of {STRATEGIES:?}"
+        )));
+    }
+    let now = Utc::now();
+    if request.end <= request.start || request.end <= now {
+        return Err(Problem::validation(
+            "end must be after start and in the future",
+        ));
+    }
+    if !(request.quorum.is_finite() && request.quorum >= 0.0) {
+        return Err(Problem::validation("quorum must be a non-negative number"));
+    }
+    let default_level = community
+        .get_document("settings")
+        .ok()
+        .and_then(|s| number(s, "min_vote_level"))
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(1);
+    let min_level = request.min_level.unwrap_or(default_level);
+    if !(1..=10).contains(&min_level) {
+        return Err(Problem::validation("min_level must be between 1 and 10"));
+    }
+
+    let id = Uuid::now_v7();
+    let community_id = community.get_str("_id").unwrap_or_default().to_owned();
+    let event = Envelope::new(
+        SERVICE,
+        ProposalCreated {
+            proposal_id: id,
+            community_id: Uuid::parse_str(&community_id).map_err(anyhow::Error::from)?,
+            title: request.title.clone(),
+            voting_type: request.voting_type.clone(),
+            choices: request.choices.clone(),
+            start: request.start,
+            end: request.end,
+        },
+    );
+    let mut document = doc! {
+        "_id": id.to_string(),
+        "community_id": &community_id,
+        "title": &request.title,
+        "body": &request.body,
+        "choices": &request.choices,
+        "voting_type": &request.voting_type,
+        "start": bson_time(request.start),
+        "end": bson_time(request.end),
+        "quorum": request.quorum,
+        "min_level": i64::from(min_level),
+        "strategy": &request.strategy,
+        "discussion_id": request.discussion_id.clone(),
+        "created_by": session.0.to_string(),
+        "created_at": bson_time(now),
+    };
+    outbox::attach(&mut document, &[OutboxRecord::from_envelope(&event)]);
+    state
+        .database()
+        .collection::<Document>(PROPOSALS)
+        .insert_one(&document)
+        .await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/proposals/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::CREATED, headers, Json(view(&document, now))))
+}
+
+/// `GET /v1/communities/{slug}/proposals` query.
+#[derive(Debug, Deserialize)]
+pub struct ProposalQuery {
+    /// `pending`, `active` or `closed`.
+    pub status: Option<String>,
+    /// Page size, 1–100.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Lists a community's proposals, newest first, optionally by status.
+#[tracing::instrument(skip_all, fields(%slug))]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(query): Query<ProposalQuery>,
+) -> Result<Json<Paged<ProposalView>>, Problem> {
+    let limit = match query.limit.unwrap_or(20) {
+        limit @ 1..=100 => i64::from(limit),
+        _ => return Err(Problem::validation("limit must be between 1 and 100")),
+    };
+    let community = community(state.database(), &slug).await?;
+    let now = bson_time(Utc::now());
+    let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
+    match query.status.as_deref() {
+        None => {}
+        Some("pending") => {
+            filter.insert("start", doc! { "$gt": now });
+        }
+        Some("active") => {
+            filter.insert("start", doc! { "$lte": now });
+            filter.insert("end", doc! { "$gt": now });
+        }
+        Some("closed") => {
+            filter.insert("end", doc! { "$lte": now });
+        }
+        Some(_) => {
+            return Err(Problem::validation(
+                "status must be pending, active or closed",
+            ));
+        }
+    }
+    if let Some(before) = &query.cursor {
+        filter.insert("_id", doc! { "$lt": before });
+    }
+    let documents: Vec<Document> = state
+        .database()
+        .collection::<Document>(PROPOSALS)
+        .find(filter)
+        .sort(doc! { "_id": -1 })
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    let more = documents.len() as i64 > limit;
+    let now = Utc::now();
+    let items: Vec<ProposalView> = documents
+        .iter()
+        .take(limit as usize)
+        .map(|d| view(d, now))
+        .collect();
+    let next_cursor = if more {
+        items.last().map(|p| p.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(Paged { items, next_cursor }))
+}
+
+async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
+    database
+        .collection::<Document>(PROPOSALS)
+        .find_one(doc! { "_id": id })
+        .await?
+        .ok_or_else(|| Problem::not_found("proposal"))
+}
+
+/// One proposal.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProposalView>, Problem> {
+    Ok(Json(view(&load(state.database(), &id).await?, Utc::now())))
+}
+
+/// `POST /v1/proposals/{id}/votes` body: the EIP-712 `Vote` as signed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CastVote {
+    /// The choice; its shape depends on the voting type.
+    pub choice: Value,
+    /// Unix seconds when the voter signed.
+    pub timestamp: i64,
+    /// The signing wallet.
+    pub address: String,
+    /// `0x` hex EIP-712 signature.
+    pub signature: String,
+}
+
+/// `202` body and `GET /v1/votes/{id}` body.
+#[derive(Debug, Serialize)]
+pub struct VoteView {
+    /// Vote id.
+    pub id: String,
+    /// Proposal.
+    pub proposal_id: String,
+    /// The choice as signed.
+    pub choice: Value,
+    /// `pending`, `valid`, `rejected`.
+    pub status: String,
+    /// Why it was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Whether `choice` fits `voting_type` with `count` choices (numbered from 1).
+fn choice_fits(voting_type: &str, choice: &Value, count: usize) -> bool {
+    let in_range = |v: &Value| v.as_u64().is_some_and(|n| n >= 1 && n <= count as u64);
+    match voting_type {
+        "single-choice" => in_range(choice),
+        "approval" => choice.as_array().is_some_and(|picked| {
+            let mut seen = std::collections::BTreeSet::new();
+            !picked.is_empty()
+                && picked
+                    .iter()
+                    .all(|v| in_range(v) && seen.insert(v.as_u64()))
+        }),
+        "weighted" => choice.as_object().is_some_and(|weights| {
+            !weights.is_empty()
+                && weights.iter().all(|(k, w)| {
+                    k.parse::<u64>().is_ok_and(|n| n >= 1 && n <= count as u64)
+                        && w.as_f64().is_some_and(|w| w.is_finite() && w > 0.0)
+                })
+        }),
+        _ => false,
+    }
+}
+
+/// Takes a signed vote for validation.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0, %id))]
+pub async fn cast(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    ApiJson(vote): ApiJson<CastVote>,
+) -> Result<(StatusCode, HeaderMap, Json<VoteView>), Problem> {
+    let database = state.database();
+    let proposal = load(database, &id).await?;
+    let rules_view = view(&proposal, Utc::now());
+    if !choice_fits(
+        &rules_view.voting_type,
+        &vote.choice,
+        rules_view.choices.len(),
+    ) {
+        return Err(Problem::validation(format!(
+            "choice does not fit a {} vote over {} choices",
+            rules_view.voting_type,
+            rules_view.choices.len()
+        )));
+    }
+    let address: palm_core::eth::Address = vote
+        .address
+        .parse()
+        .map_err(|_| Problem::validation("address must be an Ethereum address"))?;
+    let _: palm_core::eth::Signature = vote
+        .signature
+        .parse()
+        .map_err(|_| Problem::validation("signature must be 65 bytes of 0x hex"))?;
+
+    // The facts the validator decides on, as of now.
+    let voter = database
+        .collection::<Document>(PALM_IDS)
+        .find_one(doc! { "_id": session.0.to_string() })
+        .await?
+        .ok_or_else(|| Problem::not_found("PalmID"))?;
+    let verifiers: Vec<Document> = voter
+        .get_array("verifiers")
+        .map(|a| a.iter().filter_map(|v| v.as_document().cloned()).collect())
+        .unwrap_or_default();
+    let wallets: Vec<String> = verifiers
+        .iter()
+        .filter(|v| v.get_str("kind") == Ok("wallet"))
+        .filter_map(|v| v.get_str("subject").ok().map(str::to_owned))
+        .collect();
+    let level = verifiers
+        .iter()
+        .filter_map(|v| v.get_str("kind").ok())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let is_member = database
+        .collection::<Document>(MEMBERSHIPS)
+        .find_one(doc! { "_id": format!("{}:{}", rules_view.community_id, session.0) })
+        .await?
+        .is_some();
+
+    let vote_id = Uuid::now_v7();
+    let proposal_id = Uuid::parse_str(&id).map_err(|_| Problem::not_found("proposal"))?;
+    let event = Envelope::new(
+        SERVICE,
+        VoteSubmitted {
+            vote_id,
+            proposal_id,
+            palm_id: session.0,
+            choice: vote.choice.clone(),
+            timestamp: vote.timestamp,
+            address: address.to_lower_hex(),
+            signature: vote.signature.clone(),
+            app: state.inner.siwe.domain.clone(),
+            voter: VoterFacts {
+                wallets,
+                level: u32::try_from(level).unwrap_or(u32::MAX),
+                is_member,
+            },
+            proposal: ProposalRules {
+                voting_type: rules_view.voting_type.clone(),
+                choice_count: u32::try_from(rules_view.choices.len()).unwrap_or(u32::MAX),
+                start: rules_view.start,
+                end: rules_view.end,
+                min_level: rules_view.min_level,
+                strategy: rules_view.strategy.clone(),
+            },
+        },
+    );
+    let choice = bson::to_bson(&vote.choice).map_err(anyhow::Error::from)?;
+    let mut document = doc! {
+        "_id": vote_id.to_string(),
+        "proposal_id": &id,
+        "palm_id": session.0.to_string(),
+        "choice": choice,
+        "timestamp": vote.timestamp,
+        "address": address.to_lower_hex(),
+        "status": "pending",
+        "submitted_at": BsonDateTime::now(),
+    };
+    outbox::attach(&mut document, &[OutboxRecord::from_envelope(&event)]);
+    database
+        .collection::<Document>(VOTES)
+        .insert_one(document)
+        .await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/votes/{vote_id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    let view = VoteView {
+        id: vote_id.to_string(),
+        proposal_id: id,
+        choice: vote.choice,
+        status: "pending".into(),
+        reason: None,
+    };
+    Ok((StatusCode::ACCEPTED, headers, Json(view)))
+}
+
+/// A vote, to its voter only.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0, %id))]
+pub async fn vote(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<VoteView>, Problem> {
+    let found = state
+        .database()
+        .collection::<Document>(VOTES)
+        .find_one(doc! { "_id": &id, "palm_id": session.0.to_string() })
+        .await?
+        .ok_or_else(|| Problem::not_found("vote"))?;
+    let choice = found
+        .get("choice")
+        .cloned()
+        .map(Bson::into_relaxed_extjson)
+        .unwrap_or(Value::Null);
+    Ok(Json(VoteView {
+        id,
+        proposal_id: found.get_str("proposal_id").unwrap_or_default().to_owned(),
+        choice,
+        status: found.get_str("status").unwrap_or_default().to_owned(),
+        reason: found.get_str("reason").ok().map(str::to_owned),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::choice_fits;
+
+    #[test]
+    fn choices_fit_their_voting_type() {
+        assert!(choice_fits("single-choice", &json!(2), 3));
+        assert!(!choice_fits("single-choice", &json!(4), 3));
+        assert!(!choice_fits("single-choice", &json!([1]), 3));
+        assert!(choice_fits("approval", &json!([1, 3]), 3));
+        assert!(!choice_fits("approval", &json!([1, 1]), 3));
+        assert!(!choice_fits("approval", &json!([]), 3));
+        assert!(choice_fits("weighted", &json!({ "1": 2, "3": 0.5 }), 3));
+        assert!(!choice_fits("weighted", &json!({ "4": 1 }), 3));
+        assert!(!choice_fits("weighted", &json!({ "1": -1 }), 3));
+        assert!(!choice_fits("quadratic", &json!(1), 3));
+    }
+}
