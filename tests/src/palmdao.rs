@@ -39,6 +39,14 @@ impl Palmdao {
         let addr = process
             .logged_addr("public api listening", Duration::from_secs(20))
             .await;
+        // Ready means its queues are declared and MongoDB answers: before
+        // that a result published to it would be unroutable.
+        let admin = process.admin_addr(Duration::from_secs(20)).await;
+        palm_testkit::eventually("palmdao ready", Duration::from_secs(30), || {
+            let admin = admin.clone();
+            async move { (crate::get(&admin, "/readyz").await.0 == 200).then_some(()) }
+        })
+        .await;
         Self {
             process,
             base: format!("http://{addr}"),

@@ -1,12 +1,15 @@
 //! Operator helpers for dead-letter queues: look at what is there and why,
 //! and replay messages into their queue once the cause is fixed.
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 
 use crate::broker::BrokerError;
 use crate::publisher::{OutgoingMessage, PublishError};
 use crate::{Broker, Names, Publisher, headers};
+
+/// Header marking a replayed copy with the replay run that made it.
+const REPLAY_RUN: &str = "x-palm-replay-run";
 
 /// One dead-lettered message, as an operator sees it.
 #[derive(Debug, Clone)]
@@ -84,8 +87,9 @@ pub async fn inspect(
 /// Moves up to `limit` messages from the DLQ of `queue` back into `queue`
 /// with their attempt count reset. Returns how many moved.
 ///
-/// Only messages already in the DLQ when the replay starts are moved: one
-/// that fails again and returns to the DLQ meanwhile is not replayed twice.
+/// A message is replayed at most once per call: each copy carries this run's
+/// id, and meeting a copy of this run back in the DLQ (it failed again) ends
+/// the run instead of looping.
 pub async fn replay(
     broker: &Broker,
     publisher: &Publisher,
@@ -95,15 +99,7 @@ pub async fn replay(
     let live = broker.live().await?;
     let channel = live.connection.create_channel().await?;
     let dlq = Names::dead_letter_queue(queue);
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let depth = channel
-        .queue_declare(dlq.as_str().into(), passive, FieldTable::default())
-        .await?
-        .message_count();
-    let limit = limit.min(usize::try_from(depth).unwrap_or(usize::MAX));
+    let run = uuid::Uuid::new_v4().to_string();
     let mut moved = 0;
     while moved < limit {
         let Some(message) = channel
@@ -114,6 +110,14 @@ pub async fn replay(
         };
         let delivery = &message.delivery;
         let mut hdrs = delivery.properties.headers().clone().unwrap_or_default();
+        if headers::get_str(&hdrs, REPLAY_RUN).as_deref() == Some(run.as_str()) {
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            };
+            delivery.nack(requeue).await?;
+            break;
+        }
         let mut inner = hdrs.inner().clone();
         for key in [
             headers::ATTEMPT,
@@ -123,6 +127,7 @@ pub async fn replay(
             inner.remove(key);
         }
         hdrs = FieldTable::from(inner);
+        headers::set_str(&mut hdrs, REPLAY_RUN, &run);
         let message_id = delivery
             .properties
             .message_id()

@@ -273,9 +273,19 @@ async fn a_malformed_body_goes_straight_to_the_dlq_and_can_be_replayed() {
 
     // An operator replay puts it back through the consumer (and, still
     // malformed, back into the DLQ).
-    let moved = dlq::replay(&bus.broker, &bus.publisher, &bus.queue_name("events"), 10)
-        .await
-        .unwrap();
+    // `inspect` handed the message back; the quorum queue re-queues it
+    // asynchronously, so the replay may need a second look.
+    let moved = eventually(
+        "the replay to find the message",
+        Duration::from_secs(10),
+        || async {
+            let moved = dlq::replay(&bus.broker, &bus.publisher, &bus.queue_name("events"), 10)
+                .await
+                .unwrap();
+            (moved > 0).then_some(moved)
+        },
+    )
+    .await;
     assert_eq!(moved, 1);
     let calls_now = Arc::clone(&calls);
     eventually(
