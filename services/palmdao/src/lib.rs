@@ -1,11 +1,12 @@
 //! `palmdao`: the public HTTP API and the only writer of domain data.
 //!
-//! Today it serves the API's front door ([`api`]: Sign-In with Ethereum,
-//! sessions, PalmIDs) on `http.addr`, declares its MongoDB indexes and the
-//! RabbitMQ queue it will consume results from, and runs the outbox relay that
-//! publishes the events its writes stage (on one replica at a time, under a
-//! lease). Communities, proposals, votes, verifications and audit come next
-//! (issue 3); nothing here pretends to do them yet.
+//! It serves the API ([`api`]: Sign-In with Ethereum, sessions, PalmIDs,
+//! verifications, communities, proposals, vote intake) on `http.addr`, applies
+//! results from the validators ([`results`]: `verification.completed` today),
+//! declares its MongoDB indexes and RabbitMQ queue, and runs the outbox relay
+//! that publishes the events its writes stage (on one replica at a time,
+//! under a lease). Still to come (issue 3/4): discussions, audit routes, the
+//! OpenAPI document, vote results and tallies, the proposal scheduler.
 
 pub mod api;
 pub mod results;
