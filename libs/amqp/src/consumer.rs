@@ -403,9 +403,17 @@ impl<H: Handler> Consumer<H> {
             }
         };
         match moved {
-            Ok(()) => match delivery.ack(BasicAckOptions::default()).await {
-                Ok(_) => self.metrics.acked.increment(1),
-                Err(error) => tracing::warn!(%error, "ack failed; the broker will redeliver"),
+            // Bounded: on a connection that died unnoticed an ack can wait
+            // forever, and the broker redelivers an unacked message anyway.
+            Ok(()) => match tokio::time::timeout(
+                BROKER_CALL_TIMEOUT,
+                delivery.ack(BasicAckOptions::default()),
+            )
+            .await
+            {
+                Ok(Ok(_)) => self.metrics.acked.increment(1),
+                Ok(Err(error)) => tracing::warn!(%error, "ack failed; the broker will redeliver"),
+                Err(_) => tracing::warn!("ack timed out; the broker will redeliver"),
             },
             Err(error) => {
                 tracing::error!(%error, "could not move the message; returning it to the queue");
@@ -413,8 +421,12 @@ impl<H: Handler> Consumer<H> {
                     requeue: true,
                     ..BasicNackOptions::default()
                 };
-                if let Err(error) = delivery.nack(requeue).await {
-                    tracing::warn!(%error, "nack failed; the broker will redeliver");
+                match tokio::time::timeout(BROKER_CALL_TIMEOUT, delivery.nack(requeue)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "nack failed; the broker will redeliver")
+                    }
+                    Err(_) => tracing::warn!("nack timed out; the broker will redeliver"),
                 }
             }
         }
