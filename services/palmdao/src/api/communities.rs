@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use palm_core::Envelope;
@@ -17,10 +17,10 @@ use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::AppState;
 use super::json::ApiJson;
 use super::problem::Problem;
 use super::session::Session;
+use super::{AppState, from_bson_time, location};
 use crate::SERVICE;
 
 /// Community documents.
@@ -94,11 +94,6 @@ pub struct CommunityView {
     pub created_at: DateTime<Utc>,
 }
 
-fn chrono_of(time: Option<&BsonDateTime>) -> DateTime<Utc> {
-    time.and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis()))
-        .unwrap_or_default()
-}
-
 fn view(document: &Document) -> CommunityView {
     let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
     CommunityView {
@@ -121,7 +116,10 @@ fn view(document: &Document) -> CommunityView {
             .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(1),
-        created_at: chrono_of(document.get_datetime("created_at").ok()),
+        created_at: document
+            .get_datetime("created_at")
+            .map(from_bson_time)
+            .unwrap_or_default(),
     }
 }
 
@@ -165,14 +163,6 @@ async fn find(state: &AppState, slug: &str) -> Result<Document, Problem> {
         .find_one(doc! { "slug": slug })
         .await?
         .ok_or_else(|| Problem::not_found("community"))
-}
-
-fn location(path: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::from_str(path) {
-        headers.insert(header::LOCATION, value);
-    }
-    headers
 }
 
 /// Creates a community; the creator becomes its admin and first member.
@@ -474,7 +464,10 @@ pub async fn members(
         .map(|d| MemberView {
             palm_id: d.get_str("palm_id").unwrap_or_default().to_owned(),
             role: d.get_str("role").unwrap_or_default().to_owned(),
-            joined_at: chrono_of(d.get_datetime("joined_at").ok()),
+            joined_at: d
+                .get_datetime("joined_at")
+                .map(from_bson_time)
+                .unwrap_or_default(),
         })
         .collect();
     let next_cursor = if more {

@@ -205,6 +205,29 @@ fn metrics_for(route: &str, status: StatusCode) {
     .increment(1);
 }
 
+/// A `Location` header for a created resource.
+pub(crate) fn location(path: &str) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Ok(value) = axum::http::HeaderValue::from_str(path) {
+        headers.insert(axum::http::header::LOCATION, value);
+    }
+    headers
+}
+
+/// A chrono time as a BSON date (millisecond precision, as MongoDB stores).
+pub(crate) fn to_bson_time(
+    time: chrono::DateTime<chrono::Utc>,
+) -> palm_mongo::mongodb::bson::DateTime {
+    palm_mongo::mongodb::bson::DateTime::from_millis(time.timestamp_millis())
+}
+
+/// A BSON date as chrono time.
+pub(crate) fn from_bson_time(
+    time: &palm_mongo::mongodb::bson::DateTime,
+) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or_default()
+}
+
 /// Serves `router` on `listener` until `shutdown`, draining open requests.
 pub async fn serve(
     listener: TcpListener,

@@ -18,10 +18,10 @@ use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::AppState;
 use super::json::ApiJson;
 use super::problem::Problem;
 use super::session::Session;
+use super::{AppState, from_bson_time};
 use crate::SERVICE;
 
 /// PalmID documents.
@@ -152,10 +152,6 @@ async fn load(database: &Database, id: Uuid) -> Result<Option<PalmIdDoc>, Proble
     Ok(document)
 }
 
-fn to_chrono(time: BsonDateTime) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or_default()
-}
-
 /// A verifier as its owner sees it.
 #[derive(Debug, Serialize)]
 pub struct VerifierView {
@@ -203,13 +199,13 @@ impl From<PalmIdDoc> for MeView {
                     kind: v.kind.clone(),
                     subject: v.subject.clone(),
                     display_name: v.display_name.clone(),
-                    verified_at: to_chrono(v.verified_at),
+                    verified_at: from_bson_time(&v.verified_at),
                 })
                 .collect(),
             id: doc.id,
             handle: doc.handle,
             level,
-            created_at: to_chrono(doc.created_at),
+            created_at: from_bson_time(&doc.created_at),
         }
     }
 }
@@ -316,6 +312,6 @@ pub async fn public_view(
         handle: document.handle,
         level,
         verifier_kinds: kinds,
-        created_at: to_chrono(document.created_at),
+        created_at: from_bson_time(&document.created_at),
     }))
 }

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use palm_core::Envelope;
@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::AppState;
 use super::communities::{COMMUNITIES, MEMBERSHIPS, Paged};
 use super::json::ApiJson;
 use super::palm_ids::PALM_IDS;
 use super::problem::Problem;
 use super::session::Session;
+use super::{AppState, from_bson_time, location, to_bson_time};
 use crate::SERVICE;
 
 /// Proposal documents.
@@ -110,15 +110,10 @@ fn status_at(start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> &'
     }
 }
 
-fn bson_time(time: DateTime<Utc>) -> BsonDateTime {
-    BsonDateTime::from_millis(time.timestamp_millis())
-}
-
 fn chrono_time(document: &Document, key: &str) -> DateTime<Utc> {
     document
         .get_datetime(key)
-        .ok()
-        .and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis()))
+        .map(from_bson_time)
         .unwrap_or_default()
 }
 
@@ -256,14 +251,14 @@ pub async fn create(
         "body": &request.body,
         "choices": &request.choices,
         "voting_type": &request.voting_type,
-        "start": bson_time(request.start),
-        "end": bson_time(request.end),
+        "start": to_bson_time(request.start),
+        "end": to_bson_time(request.end),
         "quorum": request.quorum,
         "min_level": i64::from(min_level),
         "strategy": &request.strategy,
         "discussion_id": request.discussion_id.clone(),
         "created_by": session.0.to_string(),
-        "created_at": bson_time(now),
+        "created_at": to_bson_time(now),
     };
     outbox::attach(&mut document, &[OutboxRecord::from_envelope(&event)]);
     state
@@ -271,10 +266,7 @@ pub async fn create(
         .collection::<Document>(PROPOSALS)
         .insert_one(&document)
         .await?;
-    let mut headers = HeaderMap::new();
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/proposals/{id}")) {
-        headers.insert(header::LOCATION, location);
-    }
+    let headers = location(&format!("/v1/proposals/{id}"));
     Ok((StatusCode::CREATED, headers, Json(view(&document, now))))
 }
 
@@ -301,7 +293,7 @@ pub async fn list(
         _ => return Err(Problem::validation("limit must be between 1 and 100")),
     };
     let community = community(state.database(), &slug).await?;
-    let now = bson_time(Utc::now());
+    let now = to_bson_time(Utc::now());
     let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
     match query.status.as_deref() {
         None => {}
@@ -519,10 +511,7 @@ pub async fn cast(
         .collection::<Document>(VOTES)
         .insert_one(document)
         .await?;
-    let mut headers = HeaderMap::new();
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/votes/{vote_id}")) {
-        headers.insert(header::LOCATION, location);
-    }
+    let headers = location(&format!("/v1/votes/{vote_id}"));
     let view = VoteView {
         id: vote_id.to_string(),
         proposal_id: id,

@@ -5,19 +5,19 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use palm_core::Envelope;
 use palm_core::events::{DiscordVerificationRequested, WalletVerificationRequested};
-use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
+use palm_mongo::mongodb::bson::{Document, doc};
 use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::AppState;
 use super::json::ApiJson;
 use super::problem::Problem;
 use super::session::Session;
+use super::{AppState, from_bson_time, location, to_bson_time};
 use crate::SERVICE;
 
 /// Verification documents.
@@ -63,14 +63,6 @@ pub struct VerificationView {
     /// When the result was applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
-}
-
-fn millis(time: DateTime<Utc>) -> BsonDateTime {
-    BsonDateTime::from_millis(time.timestamp_millis())
-}
-
-fn chrono_of(time: &BsonDateTime) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or_default()
 }
 
 /// Stores a pending verification and stages its request event.
@@ -129,7 +121,7 @@ pub async fn request(
         "palm_id": session.0.to_string(),
         "kind": kind,
         "status": "pending",
-        "requested_at": millis(now),
+        "requested_at": to_bson_time(now),
     };
     outbox::attach(&mut document, &[record]);
     state
@@ -138,10 +130,7 @@ pub async fn request(
         .insert_one(document)
         .await?;
 
-    let mut headers = HeaderMap::new();
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/me/verifications/{id}")) {
-        headers.insert(header::LOCATION, location);
-    }
+    let headers = location(&format!("/v1/me/verifications/{id}"));
     let view = VerificationView {
         id: id.to_string(),
         kind: kind.to_owned(),
@@ -176,8 +165,8 @@ pub async fn show(
         subject: text("subject"),
         requested_at: found
             .get_datetime("requested_at")
-            .map(chrono_of)
+            .map(from_bson_time)
             .unwrap_or_default(),
-        completed_at: found.get_datetime("completed_at").ok().map(chrono_of),
+        completed_at: found.get_datetime("completed_at").ok().map(from_bson_time),
     }))
 }
