@@ -12,7 +12,10 @@
 
 pub mod palmdao;
 
-use palm_amqp::{Names, QueueSpec};
+use palm_amqp::{AmqpSettings, QueueSpec, Topology};
+
+/// Retry delays the services under test use: short, so retries show quickly.
+const RETRY_DELAYS_MS: [u64; 2] = [100, 200];
 
 /// Environment for services under test.
 #[derive(Debug, Clone)]
@@ -46,7 +49,10 @@ impl ServiceEnv {
         let mut vars: Vec<(String, String)> = [
             ("PALM__AMQP__URL", self.amqp_url.clone()),
             ("PALM__AMQP__PREFIX", self.prefix.clone()),
-            ("PALM__AMQP__RETRY_DELAYS_MS", "100,200".to_owned()),
+            (
+                "PALM__AMQP__RETRY_DELAYS_MS",
+                RETRY_DELAYS_MS.map(|ms| ms.to_string()).join(","),
+            ),
             ("PALM__MONGO__URL", palm_testkit::mongo_url()),
             ("PALM__MONGO__DATABASE", self.database.clone()),
             ("PALM__ADMIN__ADDR", "127.0.0.1:0".to_owned()),
@@ -77,19 +83,27 @@ impl ServiceEnv {
         vars
     }
 
-    /// Deletes the queues of `specs` (with their delay queues and DLQs, for
-    /// two retry steps as set by [`ServiceEnv::vars`]) and the exchanges.
-    pub async fn teardown(&self, specs: &[QueueSpec]) {
-        let names = Names::new(self.prefix.clone());
-        let mut queues = Vec::new();
-        for spec in specs {
-            let queue = names.queue(&spec.short_name);
-            queues.extend([Names::retry_queue(&queue, 0), Names::retry_queue(&queue, 1)]);
-            queues.push(Names::dead_letter_queue(&queue));
-            queues.push(queue);
+    /// AMQP settings matching what [`ServiceEnv::vars`] gives the services,
+    /// for a test that publishes or consumes beside them.
+    pub fn amqp_settings(&self) -> AmqpSettings {
+        AmqpSettings {
+            url: secrecy::SecretString::from(self.amqp_url.clone()),
+            prefix: self.prefix.clone(),
+            retry_delays_ms: RETRY_DELAYS_MS.to_vec(),
+            ..AmqpSettings::default()
         }
-        let exchanges = vec![names.events_exchange(), names.dead_letter_exchange()];
-        palm_testkit::cleanup::delete(&self.amqp_url, &queues, &exchanges).await;
+    }
+
+    /// Deletes the queues of `specs` (with their delay queues and DLQs) and
+    /// the exchanges.
+    pub async fn teardown(&self, specs: &[QueueSpec]) {
+        let topology = Topology::new(&self.amqp_settings(), specs.to_vec());
+        palm_testkit::cleanup::delete(
+            &self.amqp_url,
+            &topology.queue_names(),
+            &topology.exchange_names(),
+        )
+        .await;
     }
 }
 

@@ -173,12 +173,7 @@ pub struct FakeValidator {
 impl FakeValidator {
     /// Connects on `palmdao`'s prefix.
     pub async fn connect(palmdao: &Palmdao) -> Self {
-        let settings = palm_amqp::AmqpSettings {
-            url: secrecy::SecretString::from(palmdao.env.amqp_url.clone()),
-            prefix: palmdao.env.prefix.clone(),
-            retry_delays_ms: vec![100, 200],
-            ..palm_amqp::AmqpSettings::default()
-        };
+        let settings = palmdao.env.amqp_settings();
         let broker = palm_amqp::Broker::start(
             settings.clone(),
             palm_amqp::Topology::new(&settings, Vec::new()),

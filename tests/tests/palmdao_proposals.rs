@@ -7,12 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Publisher, Topology};
+use palm_amqp::{Broker, Consumer, Incoming, Publisher, Topology};
 use palm_core::events::VoteSubmitted;
 use palm_testkit::eventually;
 use palm_tests::palmdao::{FakeValidator, Palmdao, key};
 use reqwest::Method;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -26,12 +25,7 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
     let palmdao = Palmdao::start().await;
     // The validator's queue, declared before anything is voted so the
     // outbox's publish of vote.submitted is routed to it.
-    let settings = AmqpSettings {
-        url: SecretString::from(palmdao.env.amqp_url.clone()),
-        prefix: palmdao.env.prefix.clone(),
-        retry_delays_ms: vec![100, 200],
-        ..AmqpSettings::default()
-    };
+    let settings = palmdao.env.amqp_settings();
     let jobs = Broker::start(
         settings.clone(),
         Topology::new(&settings, palmvalidator::queues()),

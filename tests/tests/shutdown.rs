@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use palm_amqp::{AmqpSettings, Broker, OutgoingMessage, Publisher, QueueSpec, Topology};
+use palm_amqp::{Broker, OutgoingMessage, Publisher, QueueSpec, Topology};
 use palm_testkit::eventually;
 use palm_testkit::process::{ServiceProcess, binary};
 use palm_tests::ServiceEnv;
@@ -28,12 +28,7 @@ async fn sigterm_during_in_flight_messages_loses_nothing_and_applies_each_once()
         .wait_for_line("consuming", Duration::from_secs(20))
         .await;
 
-    let settings = AmqpSettings {
-        url: SecretString::from(env.amqp_url.clone()),
-        prefix: env.prefix.clone(),
-        retry_delays_ms: vec![100, 200],
-        ..AmqpSettings::default()
-    };
+    let settings = env.amqp_settings();
     let broker = Broker::start(settings.clone(), Topology::new(&settings, queues.clone()));
     broker
         .wait_connected(Duration::from_secs(20))

@@ -26,8 +26,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use palm_amqp::{
-    AmqpSettings, Broker, Consumer, Incoming, Names, OutgoingMessage, Publisher, QueueSpec,
-    Topology,
+    AmqpSettings, Broker, Consumer, Incoming, OutgoingMessage, Publisher, QueueSpec, Topology,
 };
 use secrecy::SecretString;
 use tokio::sync::Notify;
@@ -63,17 +62,10 @@ fn setup(params: &Params) -> (AmqpSettings, Topology) {
 }
 
 async fn teardown(params: &Params, topology: &Topology) {
-    let names = &topology.names;
-    let queue = names.queue("bench");
-    let mut queues: Vec<String> = (0..topology.retry_delays.len())
-        .map(|s| Names::retry_queue(&queue, s))
-        .collect();
-    queues.push(Names::dead_letter_queue(&queue));
-    queues.push(queue);
     palm_testkit::cleanup::delete(
         &params.url,
-        &queues,
-        &[names.events_exchange(), names.dead_letter_exchange()],
+        &topology.queue_names(),
+        &topology.exchange_names(),
     )
     .await;
 }

@@ -108,15 +108,14 @@ impl Broker {
             .map(|_| ())
     }
 
-    /// Waits for a live connection newer than `after` (0 accepts any).
-    pub(crate) async fn live_after(&self, after: u64) -> Result<Live, BrokerError> {
+    /// Waits for a live connection.
+    pub(crate) async fn live(&self) -> Result<Live, BrokerError> {
         let mut rx = self.inner.live.subscribe();
         loop {
             if self.inner.stop.is_cancelled() {
                 return Err(BrokerError::Shutdown);
             }
             if let Some(live) = rx.borrow_and_update().as_ref()
-                && live.generation > after
                 && live.connection.status().connected()
             {
                 return Ok(live.clone());
@@ -133,11 +132,6 @@ impl Broker {
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
-    }
-
-    /// Waits for any live connection.
-    pub(crate) async fn live(&self) -> Result<Live, BrokerError> {
-        self.live_after(0).await
     }
 
     /// Closes the connection and stops reconnecting.

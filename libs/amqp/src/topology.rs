@@ -113,6 +113,27 @@ impl Topology {
         }
     }
 
+    /// Every queue this topology declares: each consuming queue with its
+    /// delay queues and its dead-letter queue.
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for spec in &self.queues {
+            let queue = self.names.queue(&spec.short_name);
+            names.extend((0..self.retry_delays.len()).map(|step| Names::retry_queue(&queue, step)));
+            names.push(Names::dead_letter_queue(&queue));
+            names.push(queue);
+        }
+        names
+    }
+
+    /// Every exchange this topology declares.
+    pub fn exchange_names(&self) -> Vec<String> {
+        vec![
+            self.names.events_exchange(),
+            self.names.dead_letter_exchange(),
+        ]
+    }
+
     /// Declares exchanges, queues and bindings; idempotent.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
         let durable = ExchangeDeclareOptions {
@@ -229,5 +250,20 @@ mod tests {
         assert_eq!(queue, "t-1.palmdao.results");
         assert_eq!(Names::retry_queue(&queue, 2), "t-1.palmdao.results.retry.2");
         assert_eq!(Names::dead_letter_queue(&queue), "t-1.palmdao.results.dlq");
+    }
+
+    #[test]
+    fn lists_everything_it_declares() {
+        let settings = crate::AmqpSettings {
+            prefix: "t-1".into(),
+            retry_delays_ms: vec![10, 20],
+            ..crate::AmqpSettings::default()
+        };
+        let topology = Topology::new(&settings, vec![QueueSpec::new("q", &["k"])]);
+        assert_eq!(
+            topology.queue_names(),
+            ["t-1.q.retry.0", "t-1.q.retry.1", "t-1.q.dlq", "t-1.q"]
+        );
+        assert_eq!(topology.exchange_names(), ["t-1.events", "t-1.dlx"]);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use palm_amqp::{AmqpSettings, Broker, Names, Publisher, QueueSpec, Topology};
+use palm_amqp::{AmqpSettings, Broker, Publisher, QueueSpec, Topology};
 use secrecy::SecretString;
 
 #[derive(Debug)]
@@ -60,18 +60,12 @@ impl TestBus {
     /// Deletes every queue and exchange the test declared.
     pub async fn teardown(self) {
         self.broker.close().await;
-        let names = &self.topology.names;
-        let mut queues = Vec::new();
-        for spec in &self.topology.queues {
-            let queue = names.queue(&spec.short_name);
-            for step in 0..self.topology.retry_delays.len() {
-                queues.push(Names::retry_queue(&queue, step));
-            }
-            queues.push(Names::dead_letter_queue(&queue));
-            queues.push(queue);
-        }
-        let exchanges = vec![names.events_exchange(), names.dead_letter_exchange()];
-        palm_testkit::cleanup::delete(&self.url, &queues, &exchanges).await;
+        palm_testkit::cleanup::delete(
+            &self.url,
+            &self.topology.queue_names(),
+            &self.topology.exchange_names(),
+        )
+        .await;
     }
 }
 

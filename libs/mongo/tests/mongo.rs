@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mongodb::Database;
 use mongodb::bson::{Document, doc};
-use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Names, Publisher, QueueSpec, Topology};
+use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Publisher, QueueSpec, Topology};
 use palm_core::Envelope;
 use palm_core::events::MemberJoined;
 use palm_mongo::lease::{self, Lease};
@@ -105,8 +105,8 @@ impl Bus {
             retry_delays_ms: vec![100],
             ..AmqpSettings::default()
         };
-        let names = Names::new(settings.prefix.clone());
         let topology = Topology::new(&settings, vec![QueueSpec::new("sink", &["member.joined"])]);
+        let (queues, exchanges) = (topology.queue_names(), topology.exchange_names());
         let broker = Broker::start(settings, topology);
         broker
             .wait_connected(Duration::from_secs(20))
@@ -125,18 +125,13 @@ impl Bus {
             std::future::ready(Ok(()))
         });
         tokio::spawn(consumer.run(stop.clone()));
-        let queue = names.queue("sink");
         Self {
             broker,
             publisher,
             seen,
             stop,
-            queues: vec![
-                Names::retry_queue(&queue, 0),
-                Names::dead_letter_queue(&queue),
-                queue,
-            ],
-            exchanges: vec![names.events_exchange(), names.dead_letter_exchange()],
+            queues,
+            exchanges,
         }
     }
 
