@@ -92,9 +92,7 @@ async fn sigterm_during_in_flight_messages_loses_nothing_and_applies_each_once()
         .await
         .unwrap();
     for effect in &applied {
-        let times = effect
-            .get("applied")
-            .and_then(|b| b.as_i32().map(i64::from).or_else(|| b.as_i64()));
+        let times = palm_mongo::integer(effect, "applied");
         assert_eq!(times, Some(1), "applied exactly once: {effect}");
     }
     second.sigterm();

@@ -70,7 +70,7 @@ impl Lease {
             .return_document(ReturnDocument::After)
             .await?;
         if let Some(lease) = renewed {
-            return Ok(epoch_of(&lease));
+            return Ok(crate::integer(&lease, "epoch"));
         }
 
         let taken = self
@@ -82,7 +82,7 @@ impl Lease {
             .return_document(ReturnDocument::After)
             .await?;
         if let Some(lease) = taken {
-            let epoch = epoch_of(&lease);
+            let epoch = crate::integer(&lease, "epoch");
             tracing::info!(?epoch, "lease taken over");
             return Ok(epoch);
         }
@@ -120,15 +120,6 @@ impl Lease {
             )
             .await?;
         Ok(())
-    }
-}
-
-/// The epoch of a lease document, whatever integer width stored it.
-fn epoch_of(lease: &Document) -> Option<i64> {
-    match lease.get("epoch")? {
-        mongodb::bson::Bson::Int64(epoch) => Some(*epoch),
-        mongodb::bson::Bson::Int32(epoch) => Some(i64::from(*epoch)),
-        _ => None,
     }
 }
 

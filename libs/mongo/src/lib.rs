@@ -27,6 +27,19 @@ pub use settings::{MongoSettings, connect, ping, readiness_check};
 /// Re-exported so services use one driver version.
 pub use mongodb;
 
+/// The integer in `document[key]`, whatever width stored it: MongoDB keeps
+/// the width written, other servers (the test stand-in) may narrow it, and
+/// numbers written from JSON may arrive as doubles.
+pub fn integer(document: &mongodb::bson::Document, key: &str) -> Option<i64> {
+    use mongodb::bson::Bson;
+    match document.get(key)? {
+        Bson::Int32(value) => Some(i64::from(*value)),
+        Bson::Int64(value) => Some(*value),
+        Bson::Double(value) if value.fract() == 0.0 && value.abs() < 9.0e15 => Some(*value as i64),
+        _ => None,
+    }
+}
+
 /// Whether `error` is a unique-index violation (E11000), the signal every
 /// "insert if absent" in Palm relies on.
 pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {

@@ -159,48 +159,44 @@ impl OutboxRelay {
         self
     }
 
-    /// Age in seconds of the oldest unpublished record (0 when none).
-    pub async fn lag_seconds(&self) -> Result<f64, OutboxError> {
-        let mut oldest: Option<DateTime> = None;
-        for name in &self.collections {
-            let found = self
-                .database
-                .collection::<Document>(name)
-                .find_one(doc! { SINCE_FIELD: { "$exists": true } })
-                .sort(doc! { SINCE_FIELD: 1 })
-                .projection(doc! { SINCE_FIELD: 1 })
-                .await?;
-            if let Some(since) = found.and_then(|d| d.get_datetime(SINCE_FIELD).ok().copied()) {
-                oldest = Some(oldest.map_or(since, |o| o.min(since)));
-            }
-        }
-        let now = DateTime::now().timestamp_millis();
-        Ok(oldest.map_or(0.0, |o| (now - o.timestamp_millis()).max(0) as f64 / 1000.0))
-    }
-
     /// One pass: publishes up to a batch of documents' records per collection
     /// and marks the confirmed ones. Returns how many records were published.
+    /// The lag gauge comes from the same reads: each batch is sorted oldest
+    /// first, so its head is that collection's oldest pending record.
     #[tracing::instrument(skip_all)]
     pub async fn relay_once(&self) -> Result<usize, OutboxError> {
-        metrics::gauge!("palm_outbox_lag_seconds").set(self.lag_seconds().await?);
         let mut published = 0;
+        let mut oldest: Option<DateTime> = None;
         for name in &self.collections {
-            published += self.relay_collection(name).await?;
+            let (count, since) = self.relay_collection(name).await?;
+            published += count;
+            oldest = match (oldest, since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
+        let now = DateTime::now().timestamp_millis();
+        let lag = oldest.map_or(0.0, |o| (now - o.timestamp_millis()).max(0) as f64 / 1000.0);
+        metrics::gauge!("palm_outbox_lag_seconds").set(lag);
         metrics::counter!("palm_outbox_published_total").increment(published as u64);
         Ok(published)
     }
 
-    async fn relay_collection(&self, name: &str) -> Result<usize, OutboxError> {
+    /// Relays one collection's batch; returns how many records were
+    /// published and the pending marker of the batch's oldest document.
+    async fn relay_collection(&self, name: &str) -> Result<(usize, Option<DateTime>), OutboxError> {
         let collection = self.database.collection::<Document>(name);
         let documents: Vec<Document> = collection
             .find(doc! { SINCE_FIELD: { "$exists": true } })
             .sort(doc! { SINCE_FIELD: 1 })
             .limit(self.batch_size)
-            .projection(doc! { OUTBOX_FIELD: 1 })
+            .projection(doc! { OUTBOX_FIELD: 1, SINCE_FIELD: 1 })
             .await?
             .try_collect()
             .await?;
+        let oldest = documents
+            .first()
+            .and_then(|d| d.get_datetime(SINCE_FIELD).ok().copied());
 
         // Publish every record of the batch at once (the publisher pipelines
         // them under its window), then mark each document's settled ones.
@@ -299,7 +295,7 @@ impl OutboxRelay {
                     .await?;
             }
         }
-        Ok(published)
+        Ok((published, oldest))
     }
 
     /// Relays while this instance holds `lease`, until `shutdown`.

@@ -190,11 +190,7 @@ impl Results {
             if present {
                 return Ok(());
             }
-            let version = match current.get("version") {
-                Some(palm_mongo::mongodb::bson::Bson::Int64(v)) => *v,
-                Some(palm_mongo::mongodb::bson::Bson::Int32(v)) => i64::from(*v),
-                _ => 0,
-            };
+            let version = palm_mongo::integer(&current, "version").unwrap_or(0);
             let mut update = doc! { "$push": { "verifiers": verifier.clone() }, "$set": { "version": version + 1 } };
             outbox::stage(&mut update, &[OutboxRecord::from_envelope(&added)]);
             let filter = if version == 0 {

@@ -112,8 +112,7 @@ fn view(document: &Document) -> CommunityView {
         min_vote_level: document
             .get_document("settings")
             .ok()
-            .and_then(|s| s.get("min_vote_level"))
-            .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
+            .and_then(|s| palm_mongo::integer(s, "min_vote_level"))
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(1),
         created_at: document

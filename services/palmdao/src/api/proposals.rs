@@ -117,15 +117,6 @@ fn chrono_time(document: &Document, key: &str) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-fn number(document: &Document, key: &str) -> Option<i64> {
-    match document.get(key)? {
-        Bson::Int32(v) => Some(i64::from(*v)),
-        Bson::Int64(v) => Some(*v),
-        Bson::Double(v) => Some(*v as i64),
-        _ => None,
-    }
-}
-
 fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
     let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
     let (start, end) = (chrono_time(document, "start"), chrono_time(document, "end"));
@@ -146,7 +137,7 @@ fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
         start,
         end,
         quorum: document.get_f64("quorum").unwrap_or_default(),
-        min_level: number(document, "min_level")
+        min_level: palm_mongo::integer(document, "min_level")
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(1),
         strategy: text("strategy"),
@@ -222,7 +213,7 @@ pub async fn create(
     let default_level = community
         .get_document("settings")
         .ok()
-        .and_then(|s| number(s, "min_vote_level"))
+        .and_then(|s| palm_mongo::integer(s, "min_vote_level"))
         .and_then(|v| u32::try_from(v).ok())
         .unwrap_or(1);
     let min_level = request.min_level.unwrap_or(default_level);
