@@ -123,25 +123,10 @@ fn view(document: &Document) -> CommunityView {
 }
 
 async fn level_of(state: &AppState, palm_id: Uuid) -> Result<u32, Problem> {
-    let document = state
-        .database()
-        .collection::<Document>(super::palm_ids::PALM_IDS)
-        .find_one(doc! { "_id": palm_id.to_string() })
+    let palm = super::palm_ids::load(state.database(), palm_id)
         .await?
         .ok_or_else(|| Problem::not_found("PalmID"))?;
-    let kinds: std::collections::BTreeSet<String> = document
-        .get_array("verifiers")
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| {
-                    v.as_document()
-                        .and_then(|d| d.get_str("kind").ok())
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(u32::try_from(kinds.len()).unwrap_or(u32::MAX))
+    Ok(palm.level())
 }
 
 fn level_too_low(needed: u32, has: u32) -> Problem {

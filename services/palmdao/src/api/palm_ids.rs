@@ -44,7 +44,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
 }
 
 #[derive(Debug, Deserialize)]
-struct PalmIdDoc {
+pub(crate) struct PalmIdDoc {
     #[serde(rename = "_id")]
     id: String,
     handle: String,
@@ -62,10 +62,20 @@ struct VerifierDoc {
 }
 
 impl PalmIdDoc {
-    fn level(&self) -> u32 {
+    /// The level: how many distinct verifier kinds back this PalmID.
+    pub(crate) fn level(&self) -> u32 {
         let kinds: std::collections::BTreeSet<&str> =
             self.verifiers.iter().map(|v| v.kind.as_str()).collect();
         u32::try_from(kinds.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Linked wallets, lower-case hex.
+    pub(crate) fn wallets(&self) -> Vec<String> {
+        self.verifiers
+            .iter()
+            .filter(|v| v.kind == "wallet")
+            .map(|v| v.subject.clone())
+            .collect()
     }
 }
 
@@ -144,7 +154,8 @@ fn parse_id(identity: &Document) -> Result<Uuid, Problem> {
         .ok_or_else(|| anyhow::anyhow!("identity without a valid palm_id").into())
 }
 
-async fn load(database: &Database, id: Uuid) -> Result<Option<PalmIdDoc>, Problem> {
+/// The PalmID `id`, if it exists.
+pub(crate) async fn load(database: &Database, id: Uuid) -> Result<Option<PalmIdDoc>, Problem> {
     let document = database
         .collection::<PalmIdDoc>(PALM_IDS)
         .find_one(doc! { "_id": id.to_string() })
@@ -186,12 +197,7 @@ impl From<PalmIdDoc> for MeView {
     fn from(doc: PalmIdDoc) -> Self {
         let level = doc.level();
         Self {
-            wallets: doc
-                .verifiers
-                .iter()
-                .filter(|v| v.kind == "wallet")
-                .map(|v| v.subject.clone())
-                .collect(),
+            wallets: doc.wallets(),
             verifiers: doc
                 .verifiers
                 .iter()

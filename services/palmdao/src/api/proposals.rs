@@ -21,7 +21,6 @@ use uuid::Uuid;
 
 use super::communities::{COMMUNITIES, MEMBERSHIPS, Paged};
 use super::json::ApiJson;
-use super::palm_ids::PALM_IDS;
 use super::problem::Problem;
 use super::session::Session;
 use super::{AppState, from_bson_time, location, to_bson_time};
@@ -433,25 +432,9 @@ pub async fn cast(
         .map_err(|_| Problem::validation("signature must be 65 bytes of 0x hex"))?;
 
     // The facts the validator decides on, as of now.
-    let voter = database
-        .collection::<Document>(PALM_IDS)
-        .find_one(doc! { "_id": session.0.to_string() })
+    let voter = super::palm_ids::load(database, session.0)
         .await?
         .ok_or_else(|| Problem::not_found("PalmID"))?;
-    let verifiers: Vec<Document> = voter
-        .get_array("verifiers")
-        .map(|a| a.iter().filter_map(|v| v.as_document().cloned()).collect())
-        .unwrap_or_default();
-    let wallets: Vec<String> = verifiers
-        .iter()
-        .filter(|v| v.get_str("kind") == Ok("wallet"))
-        .filter_map(|v| v.get_str("subject").ok().map(str::to_owned))
-        .collect();
-    let level = verifiers
-        .iter()
-        .filter_map(|v| v.get_str("kind").ok())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
     let is_member = database
         .collection::<Document>(MEMBERSHIPS)
         .find_one(doc! { "_id": format!("{}:{}", rules_view.community_id, session.0) })
@@ -472,8 +455,8 @@ pub async fn cast(
             signature: vote.signature.clone(),
             app: state.inner.siwe.domain.clone(),
             voter: VoterFacts {
-                wallets,
-                level: u32::try_from(level).unwrap_or(u32::MAX),
+                wallets: voter.wallets(),
+                level: voter.level(),
                 is_member,
             },
             proposal: ProposalRules {
