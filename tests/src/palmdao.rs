@@ -236,6 +236,16 @@ impl FakeValidator {
         .await;
     }
 
+    /// Adds a `discord` and an `email` verifier to a wallet-only PalmID,
+    /// making it level 3 (enough to create communities).
+    pub async fn raise_to_level_three(&self, palmdao: &Palmdao, token: &str, palm_id: &str) {
+        let discord = format!("d{}", uuid::Uuid::new_v4().simple());
+        self.verify(palmdao, token, palm_id, "discord", &discord)
+            .await;
+        let email = format!("{}@palm.test", uuid::Uuid::new_v4().simple());
+        self.verify(palmdao, token, palm_id, "email", &email).await;
+    }
+
     /// Disconnects.
     pub async fn close(self) {
         self.broker.close().await;

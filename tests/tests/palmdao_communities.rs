@@ -152,22 +152,7 @@ async fn communities_list_in_bounded_pages() {
     let validator = FakeValidator::connect(&palmdao).await;
     let (token, palm_id) = member(&palmdao, "lister").await;
     validator
-        .verify(
-            &palmdao,
-            &token,
-            &palm_id,
-            "discord",
-            &format!("d{}", Uuid::new_v4().simple()),
-        )
-        .await;
-    validator
-        .verify(
-            &palmdao,
-            &token,
-            &palm_id,
-            "email",
-            &format!("{}@palm.test", Uuid::new_v4().simple()),
-        )
+        .raise_to_level_three(&palmdao, &token, &palm_id)
         .await;
     for slug in ["alpha", "beta", "gamma"] {
         let (status, body) = palmdao

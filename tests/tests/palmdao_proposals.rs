@@ -61,22 +61,7 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
         admin["palm_id"].as_str().unwrap(),
     );
     validator
-        .verify(
-            &palmdao,
-            admin_token,
-            admin_id,
-            "discord",
-            &format!("d{}", Uuid::new_v4().simple()),
-        )
-        .await;
-    validator
-        .verify(
-            &palmdao,
-            admin_token,
-            admin_id,
-            "email",
-            &format!("{}@palm.test", Uuid::new_v4().simple()),
-        )
+        .raise_to_level_three(&palmdao, admin_token, admin_id)
         .await;
     let slug = format!("p-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let (status, _) = palmdao
