@@ -11,6 +11,7 @@
 //! - [`eth`]: keccak-256, EIP-55 addresses, recoverable signatures, EIP-191.
 //! - [`eip712`]: typed structured data hashing (signed votes).
 //! - [`siwe`]: Sign-In with Ethereum (EIP-4361) messages: parse and verify.
+//! - [`vote`]: the EIP-712 `Vote` a voter's wallet signs.
 
 pub mod eip712;
 pub mod envelope;
@@ -18,6 +19,7 @@ pub mod eth;
 pub mod events;
 pub mod settings;
 pub mod siwe;
+pub mod vote;
 
 pub use envelope::{DecodeError, Envelope, Event, RawEnvelope};
 pub use settings::InvalidSetting;

@@ -1,4 +1,5 @@
-//! Communities: create (PalmID level ≥ 3; the creator becomes admin), list,
+//! Communities: create (PalmID level ≥ `communities.create_min_level`, 3 by
+//! default; the creator becomes admin), list,
 //! get, join (level ≥ 1), leave, and list members. Slugs are unique by
 //! index; a membership's `_id` is `<community id>:<palm id>`, so joining twice
 //! is one membership.
@@ -27,8 +28,6 @@ use crate::SERVICE;
 pub const COMMUNITIES: &str = "communities";
 /// Membership documents.
 pub const MEMBERSHIPS: &str = "memberships";
-/// Level needed to create a community.
-pub const CREATE_LEVEL: u32 = 3;
 /// Level needed to join one.
 pub const JOIN_LEVEL: u32 = 1;
 
@@ -180,8 +179,9 @@ pub async fn create(
         ));
     }
     let level = level_of(&state, session.0).await?;
-    if level < CREATE_LEVEL {
-        return Err(level_too_low(CREATE_LEVEL, level));
+    let needed = state.create_community_level();
+    if level < needed {
+        return Err(level_too_low(needed, level));
     }
 
     let id = Uuid::now_v7();

@@ -55,6 +55,7 @@ struct Inner {
     siwe: SiweRules,
     nonce_ttl: Duration,
     sessions: SessionKeys,
+    create_community_level: u32,
 }
 
 impl std::fmt::Debug for AppState {
@@ -85,12 +86,17 @@ impl AppState {
                     &auth.session_key,
                     Duration::from_secs(auth.session_ttl_secs),
                 ),
+                create_community_level: settings.communities.create_min_level,
             }),
         }
     }
 
     pub(crate) fn database(&self) -> &Database {
         &self.inner.database
+    }
+
+    pub(crate) fn create_community_level(&self) -> u32 {
+        self.inner.create_community_level
     }
 }
 

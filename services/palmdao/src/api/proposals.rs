@@ -393,7 +393,7 @@ fn choice_fits(voting_type: &str, choice: &Value, count: usize) -> bool {
             !weights.is_empty()
                 && weights.iter().all(|(k, w)| {
                     k.parse::<u64>().is_ok_and(|n| n >= 1 && n <= count as u64)
-                        && w.as_f64().is_some_and(|w| w.is_finite() && w > 0.0)
+                        && w.as_u64().is_some_and(|w| w > 0)
                 })
         }),
         _ => false,
@@ -537,7 +537,8 @@ mod tests {
         assert!(choice_fits("approval", &json!([1, 3]), 3));
         assert!(!choice_fits("approval", &json!([1, 1]), 3));
         assert!(!choice_fits("approval", &json!([]), 3));
-        assert!(choice_fits("weighted", &json!({ "1": 2, "3": 0.5 }), 3));
+        assert!(choice_fits("weighted", &json!({ "1": 2, "3": 1 }), 3));
+        assert!(!choice_fits("weighted", &json!({ "1": 2, "3": 0.5 }), 3));
         assert!(!choice_fits("weighted", &json!({ "4": 1 }), 3));
         assert!(!choice_fits("weighted", &json!({ "1": -1 }), 3));
         assert!(!choice_fits("quadratic", &json!(1), 3));
