@@ -11,13 +11,16 @@
 //!   [`lease::while_leader`] to run work on one instance at a time.
 //! - [`outbox`]: [`OutboxRecord`] written inside the domain document, and
 //!   [`OutboxRelay`] publishing them through `palm-amqp` with confirms.
+//! - [`audit`]: [`AuditLog`], the relay's append-only copy of every event.
 
+pub mod audit;
 pub mod idempotency;
 pub mod indexes;
 pub mod lease;
 pub mod outbox;
 pub mod settings;
 
+pub use audit::AuditLog;
 pub use idempotency::Idempotency;
 pub use indexes::ensure_indexes;
 pub use lease::Lease;
@@ -40,18 +43,20 @@ pub fn integer(document: &mongodb::bson::Document, key: &str) -> Option<i64> {
     }
 }
 
+/// MongoDB's unique-index violation code (E11000).
+pub const DUPLICATE_KEY_CODE: i32 = 11000;
+
 /// Whether `error` is a unique-index violation (E11000), the signal every
 /// "insert if absent" in Palm relies on.
 pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
-    const DUPLICATE_KEY: i32 = 11000;
     match error.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
-        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY_CODE,
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY_CODE,
         ErrorKind::InsertMany(e) => e
             .write_errors
             .as_ref()
-            .is_some_and(|errors| errors.iter().any(|e| e.code == DUPLICATE_KEY)),
+            .is_some_and(|errors| errors.iter().any(|e| e.code == DUPLICATE_KEY_CODE)),
         _ => false,
     }
 }

@@ -23,6 +23,7 @@ use palm_core::{Envelope, Event};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::lease::{self, Lease};
 
 /// Array of pending records inside a domain document.
@@ -43,6 +44,10 @@ pub struct OutboxRecord {
     pub body: String,
     /// When the record was staged.
     pub created_at: DateTime,
+    /// What the event concerns (`palm_id:<id>`, `community:<id>`), for the
+    /// audit log's per-subject listings.
+    #[serde(default)]
+    pub subjects: Vec<String>,
 }
 
 impl OutboxRecord {
@@ -53,7 +58,14 @@ impl OutboxRecord {
             routing_key: envelope.event_type.clone(),
             body: String::from_utf8_lossy(&envelope.to_json()).into_owned(),
             created_at: DateTime::now(),
+            subjects: Vec::new(),
         }
+    }
+
+    /// The same record, naming what it concerns for the audit log.
+    pub fn concerning<S: Into<String>>(mut self, subjects: impl IntoIterator<Item = S>) -> Self {
+        self.subjects.extend(subjects.into_iter().map(Into::into));
+        self
     }
 
     fn to_bson(&self) -> Bson {
@@ -62,6 +74,7 @@ impl OutboxRecord {
             "routing_key": &self.routing_key,
             "body": &self.body,
             "created_at": self.created_at,
+            "subjects": &self.subjects,
         })
     }
 }
@@ -131,6 +144,7 @@ pub struct OutboxRelay {
     exchange: String,
     batch_size: i64,
     poll_interval: Duration,
+    audit: Option<AuditLog>,
 }
 
 impl OutboxRelay {
@@ -144,12 +158,19 @@ impl OutboxRelay {
             exchange,
             batch_size: 256,
             poll_interval: Duration::from_millis(200),
+            audit: None,
         }
     }
 
     /// Documents read per collection per pass.
     pub fn with_batch_size(mut self, batch_size: i64) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Copies every record into `audit` before publishing it.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -200,7 +221,7 @@ impl OutboxRelay {
 
         // Publish every record of the batch at once (the publisher pipelines
         // them under its window), then mark each document's settled ones.
-        let mut publishes = FuturesUnordered::new();
+        let mut outgoing = Vec::new();
         let mut staged = vec![0_usize; documents.len()];
         let mut unreadable: Vec<Vec<Bson>> = vec![Vec::new(); documents.len()];
         for (index, document) in documents.iter().enumerate() {
@@ -218,21 +239,30 @@ impl OutboxRelay {
                     unreadable[index].push(raw.clone());
                     continue;
                 };
-                let message = OutgoingMessage {
-                    kind: Some(record.routing_key.clone()),
-                    ..OutgoingMessage::raw(
-                        &self.exchange,
-                        &record.routing_key,
-                        &record.id,
-                        record.body.into_bytes(),
-                    )
-                };
-                let publisher = self.publisher.clone();
-                publishes.push(async move {
-                    let result = publisher.publish(&message).await;
-                    (index, message.message_id, message.routing_key, result)
-                });
+                outgoing.push((index, record));
             }
+        }
+        // The audit copy goes first: an event is never out without it.
+        if let Some(audit) = &self.audit {
+            let records: Vec<OutboxRecord> = outgoing.iter().map(|(_, r)| r.clone()).collect();
+            audit.append(&self.database, &records).await?;
+        }
+        let mut publishes = FuturesUnordered::new();
+        for (index, record) in outgoing {
+            let message = OutgoingMessage {
+                kind: Some(record.routing_key.clone()),
+                ..OutgoingMessage::raw(
+                    &self.exchange,
+                    &record.routing_key,
+                    &record.id,
+                    record.body.into_bytes(),
+                )
+            };
+            let publisher = self.publisher.clone();
+            publishes.push(async move {
+                let result = publisher.publish(&message).await;
+                (index, message.message_id, message.routing_key, result)
+            });
         }
         let mut settled: Vec<Vec<String>> = vec![Vec::new(); documents.len()];
         while let Some((index, id, routing_key, result)) = publishes.next().await {
@@ -339,6 +369,7 @@ mod tests {
             routing_key: "member.joined".into(),
             body: "{}".into(),
             created_at: DateTime::from_millis(ms),
+            subjects: Vec::new(),
         }
     }
 

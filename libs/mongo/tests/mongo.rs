@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Publisher, QueueSpec, Topology};
@@ -13,7 +14,7 @@ use palm_core::Envelope;
 use palm_core::events::MemberJoined;
 use palm_mongo::lease::{self, Lease};
 use palm_mongo::outbox::{self, OutboxRecord, OutboxRelay};
-use palm_mongo::{Idempotency, MongoSettings};
+use palm_mongo::{AuditLog, Idempotency, MongoSettings};
 use palm_testkit::eventually;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -178,7 +179,7 @@ async fn stage_events(db: &Database, count: usize) -> Vec<String> {
                 palm_id: Uuid::now_v7(),
             },
         );
-        let record = OutboxRecord::from_envelope(&event);
+        let record = OutboxRecord::from_envelope(&event).concerning([format!("slot:{}", i % 3)]);
         ids.push(record.id.clone());
         let mut document = doc! { "_id": i as i64, "slug": format!("c{i}") };
         outbox::attach(&mut document, &[record]);
@@ -263,7 +264,8 @@ async fn a_relay_killed_mid_batch_leaves_nothing_unpublished_after_restart() {
 
     let first = {
         let relay = OutboxRelay::new(db.clone(), &["memberships"], bus.publisher.clone())
-            .with_batch_size(100);
+            .with_batch_size(100)
+            .with_audit(AuditLog::new("audit_events"));
         let lease = Lease::new(&db, "outbox", "doomed", lease_ttl);
         tokio::spawn(async move { relay.run(lease, CancellationToken::new()).await })
     };
@@ -290,7 +292,8 @@ async fn a_relay_killed_mid_batch_leaves_nothing_unpublished_after_restart() {
     let stop = CancellationToken::new();
     let second = {
         let relay = OutboxRelay::new(db.clone(), &["memberships"], bus.publisher.clone())
-            .with_batch_size(100);
+            .with_batch_size(100)
+            .with_audit(AuditLog::new("audit_events"));
         let lease = Lease::new(&db, "outbox", "successor", lease_ttl);
         let stop = stop.clone();
         tokio::spawn(async move { relay.run(lease, stop).await })
@@ -315,6 +318,27 @@ async fn a_relay_killed_mid_batch_leaves_nothing_unpublished_after_restart() {
         "delivered before the kill: {delivered_before_restart}; republished after restart: {republished}"
     );
     assert_eq!(seen.len(), ids.len());
+
+    // Every published event has exactly one audit copy, crash or not
+    // (`_id` is the event id, so a copy can only be there once).
+    let audit = db.collection::<Document>("audit_events");
+    let copies: Vec<String> = audit
+        .find(doc! {})
+        .await
+        .unwrap()
+        .map(|d| d.unwrap().get_str("_id").unwrap().to_owned())
+        .collect()
+        .await;
+    let mut expected = ids.clone();
+    expected.sort();
+    let mut copies = copies;
+    copies.sort();
+    assert_eq!(copies, expected, "one audit copy per published event");
+    let slot_zero = audit
+        .count_documents(doc! { "subjects": "slot:0", "type": "member.joined" })
+        .await
+        .unwrap();
+    assert!(slot_zero > 0, "entries are found by subject");
     bus.teardown().await;
     db.drop().await.unwrap();
 }
