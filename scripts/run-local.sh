@@ -6,13 +6,18 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 eval "$(scripts/test-deps.sh)"
-cargo build --locked --bins -p palmdao -p palmvalidator -p palmvalidator-discord -p palmplatformmetrics
+# palmctl, the development CLI, is built alongside for the README's walkthrough.
+cargo build --locked --bins -p palmdao -p palmvalidator -p palmvalidator-discord -p palmplatformmetrics -p palmctl
 
 export PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX="${PALM__AMQP__PREFIX:-palm-local}"
 export PALM__MONGO__URL="$PALM_MONGO_URL" PALM__MONGO__DATABASE="${PALM__MONGO__DATABASE:-palm_local}"
 # A development-only session key; real deployments take it from a Secret.
 export PALM__AUTH__SESSION_KEY="${PALM__AUTH__SESSION_KEY:-local-development-session-key-not-secret}"
 export PALM__HTTP__ADDR="${PALM__HTTP__ADDR:-127.0.0.1:8080}"
+# Creating a community takes PalmID level 3 (communities.create_min_level),
+# which no one reaches yet with only the wallet and Discord verifiers: a local
+# run lowers it to 1, so whoever signs in can create one.
+export PALM__COMMUNITIES__CREATE_MIN_LEVEL="${PALM__COMMUNITIES__CREATE_MIN_LEVEL:-1}"
 echo "run-local: palmdao public API on http://$PALM__HTTP__ADDR" >&2
 pids=()
 port=9091
