@@ -46,11 +46,22 @@ ensure_mongo() {
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install -q --disable-pip-version-check 'nx-27017==0.8.1' >&2
   fi
+  # A live stand-in is reused unless its launcher (and so its patches)
+  # changed since it started.
+  local launcher; launcher="$(sha256sum "$root/scripts/mongo-standin.py" | cut -d' ' -f1)"
   if [[ -f "$state/mongo.port" ]]; then
     local port; port="$(cat "$state/mongo.port")"
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "export PALM_MONGO_URL='mongodb://127.0.0.1:$port/'"
-      return
+      if [[ "$(cat "$state/mongo.launcher" 2>/dev/null)" == "$launcher" ]]; then
+        echo "export PALM_MONGO_URL='mongodb://127.0.0.1:$port/'"
+        return
+      fi
+      log "the stand-in launcher changed; restarting nx-27017"
+      kill "$(cat "$state/mongo.pid")" 2>/dev/null || true
+      for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+        sleep 0.2
+      done
     fi
   fi
   local port
@@ -70,6 +81,7 @@ ensure_mongo() {
   done
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { log "nx-27017 did not start; see $state/mongo.log"; exit 1; }
   echo "$port" >"$state/mongo.port"
+  echo "$launcher" >"$state/mongo.launcher"
   echo "export PALM_MONGO_URL='mongodb://127.0.0.1:$port/'"
 }
 

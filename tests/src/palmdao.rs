@@ -15,6 +15,31 @@ pub fn key(seed: &str) -> LocalKey {
     LocalKey::from_bytes(&keccak256(seed.as_bytes())).unwrap()
 }
 
+/// A response: status, headers and JSON body (`Null` if none).
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `Location` header.
+    pub fn location(&self) -> Option<&str> {
+        self.headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The problem body's `code`.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+}
+
 /// A running palmdao and an HTTP client for it.
 #[derive(Debug)]
 pub struct Palmdao {
@@ -55,17 +80,33 @@ impl Palmdao {
         }
     }
 
-    /// GETs `path`, with a bearer token if given.
-    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut request = self.http.get(format!("{}{path}", self.base));
+    /// Calls `path` with `method`, a bearer token and a JSON body if given.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.json().await.unwrap_or(Value::Null),
+        }
+    }
+
+    /// GETs `path`, with a bearer token if given.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let reply = self.call(reqwest::Method::GET, path, token, None).await;
+        (reply.status, reply.body)
     }
 
     /// Sends `body` as JSON with `method`.
@@ -76,18 +117,8 @@ impl Palmdao {
         token: Option<&str>,
         body: &Value,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
+        let reply = self.call(method, path, token, Some(body)).await;
+        (reply.status, reply.body)
     }
 
     /// POSTs raw bytes with a content type.

@@ -106,6 +106,20 @@ pub struct ProposalCreated {
 }
 event!(ProposalCreated, "proposal.created", 1);
 
+/// A discussion thread was started in a community.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscussionCreated {
+    /// The discussion (UUID v7).
+    pub discussion_id: Uuid,
+    /// Owning community.
+    pub community_id: Uuid,
+    /// The member who started it.
+    pub author_palm_id: Uuid,
+    /// Its title.
+    pub title: String,
+}
+event!(DiscussionCreated, "discussion.created", 1);
+
 /// A proposal's voting window opened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProposalOpened {

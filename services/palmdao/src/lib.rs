@@ -32,6 +32,7 @@ pub const OUTBOX_COLLECTIONS: &[&str] = &[
     "proposals",
     "votes",
     "verifications",
+    "discussions",
 ];
 
 /// Queue of verification and vote results palmdao applies.
@@ -296,7 +297,8 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
 
     let relay = OutboxRelay::new(database.clone(), OUTBOX_COLLECTIONS, publisher)
         .with_batch_size(settings.outbox.batch_size)
-        .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms));
+        .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms))
+        .with_audit(api::audit::audit_log());
     let holder = format!("{SERVICE}-{}", runtime.instance_id());
     let lease = Lease::new(
         &database,

@@ -8,6 +8,7 @@
 //! is idempotent, so a redelivery after a crash finishes the work and a
 //! duplicate delivery changes nothing.
 
+use crate::api::audit::palm_subject;
 use chrono::Utc;
 use palm_amqp::{HandlerError, Incoming};
 use palm_core::events::{PalmIdVerifierAdded, VerificationCompleted, VerificationOutcome};
@@ -192,7 +193,10 @@ impl Results {
             }
             let version = palm_mongo::integer(&current, "version").unwrap_or(0);
             let mut update = doc! { "$push": { "verifiers": verifier.clone() }, "$set": { "version": version + 1 } };
-            outbox::stage(&mut update, &[OutboxRecord::from_envelope(&added)]);
+            outbox::stage(
+                &mut update,
+                &[OutboxRecord::from_envelope(&added).concerning([palm_subject(result.palm_id)])],
+            );
             let filter = if version == 0 {
                 doc! { "_id": result.palm_id.to_string(), "version": { "$exists": false } }
             } else {

@@ -18,7 +18,9 @@ use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::audit::{community_subject, palm_subject};
 use super::json::ApiJson;
+use super::pages::{self, Page, Paged};
 use super::problem::Problem;
 use super::session::Session;
 use super::{AppState, from_bson_time, location};
@@ -139,13 +141,50 @@ fn level_too_low(needed: u32, has: u32) -> Problem {
     ))
 }
 
-async fn find(state: &AppState, slug: &str) -> Result<Document, Problem> {
+/// The community with `slug`, or `404`.
+pub(crate) async fn find(state: &AppState, slug: &str) -> Result<Document, Problem> {
     state
         .database()
         .collection::<Document>(COMMUNITIES)
         .find_one(doc! { "slug": slug })
         .await?
         .ok_or_else(|| Problem::not_found("community"))
+}
+
+/// Whether `palm_id` administers `community`.
+pub(crate) fn is_admin(community: &Document, palm_id: Uuid) -> bool {
+    let palm_id = palm_id.to_string();
+    community
+        .get_array("admins")
+        .is_ok_and(|admins| admins.iter().any(|a| a.as_str() == Some(&palm_id)))
+}
+
+/// `403 not_admin` unless `palm_id` administers `community`.
+pub(crate) fn require_admin(community: &Document, palm_id: Uuid) -> Result<(), Problem> {
+    if is_admin(community, palm_id) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not_admin",
+            "Only community admins may do this",
+        ))
+    }
+}
+
+/// Whether `palm_id` is a member (admins are members too).
+pub(crate) async fn is_member(
+    state: &AppState,
+    community_id: &str,
+    palm_id: Uuid,
+) -> Result<bool, Problem> {
+    Ok(state
+        .database()
+        .collection::<Document>(MEMBERSHIPS)
+        .find_one(doc! { "_id": format!("{community_id}:{palm_id}") })
+        .projection(doc! { "_id": 1 })
+        .await?
+        .is_some())
 }
 
 /// Creates a community; the creator becomes its admin and first member.
@@ -204,7 +243,9 @@ pub async fn create(
         "created_by": session.0.to_string(),
         "created_at": BsonDateTime::now(),
     };
-    outbox::attach(&mut community, &[OutboxRecord::from_envelope(&created)]);
+    let record = OutboxRecord::from_envelope(&created)
+        .concerning([community_subject(&id.to_string()), palm_subject(session.0)]);
+    outbox::attach(&mut community, &[record]);
     match state
         .database()
         .collection::<Document>(COMMUNITIES)
@@ -251,7 +292,11 @@ async fn add_member(
         "role": role,
         "joined_at": BsonDateTime::now(),
     };
-    outbox::attach(&mut membership, &[OutboxRecord::from_envelope(&joined)]);
+    let record = OutboxRecord::from_envelope(&joined).concerning([
+        community_subject(&community_id.to_string()),
+        palm_subject(palm_id),
+    ]);
+    outbox::attach(&mut membership, &[record]);
     match state
         .database()
         .collection::<Document>(MEMBERSHIPS)
@@ -264,39 +309,13 @@ async fn add_member(
     }
 }
 
-/// `GET /v1/communities` query.
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    /// Items per page, 1–100 (default 20).
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// A page of items.
-#[derive(Debug, Serialize)]
-pub struct Paged<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-fn page_size(page: &Page) -> Result<i64, Problem> {
-    match page.limit.unwrap_or(20) {
-        limit @ 1..=100 => Ok(i64::from(limit)),
-        _ => Err(Problem::validation("limit must be between 1 and 100")),
-    }
-}
-
 /// Lists communities by slug.
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     Query(page): Query<Page>,
 ) -> Result<Json<Paged<CommunityView>>, Problem> {
-    let limit = page_size(&page)?;
+    let limit = pages::limit(page.limit)?;
     let filter = match &page.cursor {
         Some(after) => doc! { "slug": { "$gt": after } },
         None => doc! {},
@@ -310,18 +329,9 @@ pub async fn list(
         .await?
         .try_collect()
         .await?;
-    let more = documents.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    let items: Vec<CommunityView> = documents
-        .iter()
-        .take(documents.len().min(limit as usize))
-        .map(view)
-        .collect();
-    let next_cursor = if more {
-        items.last().map(|c| c.slug.clone())
-    } else {
-        None
-    };
-    Ok(Json(Paged { items, next_cursor }))
+    Ok(Json(Paged::from_documents(&documents, limit, view, |d| {
+        d.get_str("slug").unwrap_or_default().to_owned()
+    })))
 }
 
 /// One community.
@@ -380,7 +390,7 @@ pub async fn leave(
     Path(slug): Path<String>,
 ) -> Result<StatusCode, Problem> {
     let community = find(&state, &slug).await?;
-    if view(&community).admins.contains(&session.0.to_string()) {
+    if is_admin(&community, session.0) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "admin_cannot_leave",
@@ -409,7 +419,9 @@ pub async fn leave(
         },
     );
     let mut update = doc! {};
-    outbox::stage(&mut update, &[OutboxRecord::from_envelope(&left)]);
+    let record = OutboxRecord::from_envelope(&left)
+        .concerning([community_subject(&id), palm_subject(session.0)]);
+    outbox::stage(&mut update, &[record]);
     state
         .database()
         .collection::<Document>(COMMUNITIES)
@@ -425,7 +437,7 @@ pub async fn members(
     Path(slug): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Paged<MemberView>>, Problem> {
-    let limit = page_size(&page)?;
+    let limit = pages::limit(page.limit)?;
     let community = find(&state, &slug).await?;
     let id = community.get_str("_id").unwrap_or_default().to_owned();
     let mut filter = doc! { "community_id": &id };
@@ -441,23 +453,18 @@ pub async fn members(
         .await?
         .try_collect()
         .await?;
-    let more = documents.len() as i64 > limit;
-    let items: Vec<MemberView> = documents
-        .iter()
-        .take(documents.len().min(limit as usize))
-        .map(|d| MemberView {
-            palm_id: d.get_str("palm_id").unwrap_or_default().to_owned(),
-            role: d.get_str("role").unwrap_or_default().to_owned(),
-            joined_at: d
-                .get_datetime("joined_at")
-                .map(from_bson_time)
-                .unwrap_or_default(),
-        })
-        .collect();
-    let next_cursor = if more {
-        items.last().map(|m| m.palm_id.clone())
-    } else {
-        None
+    let member = |d: &Document| MemberView {
+        palm_id: d.get_str("palm_id").unwrap_or_default().to_owned(),
+        role: d.get_str("role").unwrap_or_default().to_owned(),
+        joined_at: d
+            .get_datetime("joined_at")
+            .map(from_bson_time)
+            .unwrap_or_default(),
     };
-    Ok(Json(Paged { items, next_cursor }))
+    Ok(Json(Paged::from_documents(
+        &documents,
+        limit,
+        member,
+        |d| d.get_str("palm_id").unwrap_or_default().to_owned(),
+    )))
 }

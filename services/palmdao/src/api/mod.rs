@@ -7,6 +7,9 @@
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
 //! - [`communities`]: create, list, get, join, leave, members.
+//! - [`discussions`]: create, list, get.
+//! - [`audit`]: `GET /v1/me/audit`, `GET /v1/communities/{slug}/audit`.
+//! - [`pages`]: bounded cursor pagination shared by every list.
 //! - [`proposals`]: proposals and vote intake.
 //! - [`rate_limit`]: per-client token buckets, `429` + `Retry-After`.
 //! - [`verifications`]: `POST /v1/me/verifications`, `GET /v1/me/verifications/{id}`.
@@ -15,9 +18,12 @@
 //! trace span per request; it needs no listener, so tests can drive it
 //! directly, and [`serve`] runs it on a bound listener until shutdown.
 
+pub mod audit;
 pub mod auth;
 pub mod communities;
+pub mod discussions;
 pub mod json;
+pub mod pages;
 pub mod palm_ids;
 pub mod problem;
 pub mod proposals;
@@ -104,6 +110,8 @@ impl AppState {
 pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
     auth::ensure_indexes(database).await?;
     communities::ensure_indexes(database).await?;
+    discussions::ensure_indexes(database).await?;
+    audit::audit_log().ensure_indexes(database).await?;
     palm_ids::ensure_indexes(database).await
 }
 
@@ -134,6 +142,13 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
             axum::routing::post(communities::leave),
         )
         .route("/v1/communities/{slug}/members", get(communities::members))
+        .route("/v1/communities/{slug}/audit", get(audit::community))
+        .route(
+            "/v1/communities/{slug}/discussions",
+            get(discussions::list).post(discussions::create),
+        )
+        .route("/v1/discussions/{id}", get(discussions::get_one))
+        .route("/v1/me/audit", get(audit::mine))
         .route(
             "/v1/communities/{slug}/proposals",
             get(proposals::list).post(proposals::create),

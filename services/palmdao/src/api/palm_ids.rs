@@ -5,6 +5,7 @@
 //! `identities` collection, whose `_id` is `<kind>:<subject>`: claiming an
 //! identity is an insert, so of two concurrent claims exactly one succeeds.
 
+use super::audit::palm_subject;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -127,7 +128,10 @@ pub async fn find_or_create_for(
         "created_at": BsonDateTime::now(),
         "verifiers": [{ "kind": kind, "subject": subject, "identity": &key, "display_name": null, "verified_at": BsonDateTime::now() }],
     };
-    outbox::attach(&mut on_insert, &[OutboxRecord::from_envelope(&event)]);
+    outbox::attach(
+        &mut on_insert,
+        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)])],
+    );
     let upsert = database
         .collection::<Document>(PALM_IDS)
         .update_one(
@@ -277,7 +281,10 @@ pub async fn update_me(
             },
         );
         let mut change = doc! { "$set": { "handle": handle } };
-        outbox::stage(&mut change, &[OutboxRecord::from_envelope(&event)]);
+        outbox::stage(
+            &mut change,
+            &[OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)])],
+        );
         let result = state
             .database()
             .collection::<Document>(PALM_IDS)

@@ -5,6 +5,7 @@
 //! the proposal's rules and window). Signature and eligibility are the
 //! validator's to decide.
 
+use super::audit::{community_subject, palm_subject};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -19,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::communities::{COMMUNITIES, MEMBERSHIPS, Paged};
+use super::communities;
 use super::json::ApiJson;
+use super::pages::{self, Paged};
 use super::problem::Problem;
 use super::session::Session;
 use super::{AppState, from_bson_time, location, to_bson_time};
@@ -145,14 +147,6 @@ fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
     }
 }
 
-async fn community(database: &Database, slug: &str) -> Result<Document, Problem> {
-    database
-        .collection::<Document>(COMMUNITIES)
-        .find_one(doc! { "slug": slug })
-        .await?
-        .ok_or_else(|| Problem::not_found("community"))
-}
-
 /// Creates a proposal; only the community's admins may.
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
 pub async fn create(
@@ -161,19 +155,8 @@ pub async fn create(
     Path(slug): Path<String>,
     ApiJson(request): ApiJson<CreateProposal>,
 ) -> Result<(StatusCode, HeaderMap, Json<ProposalView>), Problem> {
-    let community = community(state.database(), &slug).await?;
-    let is_admin = community.get_array("admins").is_ok_and(|admins| {
-        admins
-            .iter()
-            .any(|a| a.as_str() == Some(&session.0.to_string()))
-    });
-    if !is_admin {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "not_admin",
-            "Only community admins may do this",
-        ));
-    }
+    let community = communities::find(&state, &slug).await?;
+    communities::require_admin(&community, session.0)?;
     let title_len = request.title.trim().chars().count();
     if !(1..=200).contains(&title_len) || request.body.chars().count() > 20_000 {
         return Err(Problem::validation(
@@ -220,8 +203,20 @@ pub async fn create(
         return Err(Problem::validation("min_level must be between 1 and 10"));
     }
 
-    let id = Uuid::now_v7();
     let community_id = community.get_str("_id").unwrap_or_default().to_owned();
+    if let Some(discussion_id) = &request.discussion_id {
+        let from_here = match super::discussions::load(&state, discussion_id).await {
+            Ok(discussion) => discussion.get_str("community_id") == Ok(community_id.as_str()),
+            Err(problem) if problem.status == StatusCode::NOT_FOUND.as_u16() => false,
+            Err(problem) => return Err(problem),
+        };
+        if !from_here {
+            return Err(Problem::validation(
+                "discussion_id must name a discussion of this community",
+            ));
+        }
+    }
+    let id = Uuid::now_v7();
     let event = Envelope::new(
         SERVICE,
         ProposalCreated {
@@ -250,7 +245,9 @@ pub async fn create(
         "created_by": session.0.to_string(),
         "created_at": to_bson_time(now),
     };
-    outbox::attach(&mut document, &[OutboxRecord::from_envelope(&event)]);
+    let record = OutboxRecord::from_envelope(&event)
+        .concerning([community_subject(&community_id), palm_subject(session.0)]);
+    outbox::attach(&mut document, &[record]);
     state
         .database()
         .collection::<Document>(PROPOSALS)
@@ -278,11 +275,8 @@ pub async fn list(
     Path(slug): Path<String>,
     Query(query): Query<ProposalQuery>,
 ) -> Result<Json<Paged<ProposalView>>, Problem> {
-    let limit = match query.limit.unwrap_or(20) {
-        limit @ 1..=100 => i64::from(limit),
-        _ => return Err(Problem::validation("limit must be between 1 and 100")),
-    };
-    let community = community(state.database(), &slug).await?;
+    let limit = pages::limit(query.limit)?;
+    let community = communities::find(&state, &slug).await?;
     let now = to_bson_time(Utc::now());
     let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
     match query.status.as_deref() {
@@ -315,19 +309,13 @@ pub async fn list(
         .await?
         .try_collect()
         .await?;
-    let more = documents.len() as i64 > limit;
     let now = Utc::now();
-    let items: Vec<ProposalView> = documents
-        .iter()
-        .take(limit as usize)
-        .map(|d| view(d, now))
-        .collect();
-    let next_cursor = if more {
-        items.last().map(|p| p.id.clone())
-    } else {
-        None
-    };
-    Ok(Json(Paged { items, next_cursor }))
+    Ok(Json(Paged::from_documents(
+        &documents,
+        limit,
+        |d| view(d, now),
+        |d| d.get_str("_id").unwrap_or_default().to_owned(),
+    )))
 }
 
 async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
@@ -435,11 +423,7 @@ pub async fn cast(
     let voter = super::palm_ids::load(database, session.0)
         .await?
         .ok_or_else(|| Problem::not_found("PalmID"))?;
-    let is_member = database
-        .collection::<Document>(MEMBERSHIPS)
-        .find_one(doc! { "_id": format!("{}:{}", rules_view.community_id, session.0) })
-        .await?
-        .is_some();
+    let is_member = communities::is_member(&state, &rules_view.community_id, session.0).await?;
 
     let vote_id = Uuid::now_v7();
     let proposal_id = Uuid::parse_str(&id).map_err(|_| Problem::not_found("proposal"))?;
@@ -480,7 +464,10 @@ pub async fn cast(
         "status": "pending",
         "submitted_at": BsonDateTime::now(),
     };
-    outbox::attach(&mut document, &[OutboxRecord::from_envelope(&event)]);
+    outbox::attach(
+        &mut document,
+        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)])],
+    );
     database
         .collection::<Document>(VOTES)
         .insert_one(document)

@@ -3,6 +3,7 @@
 //! `GET /v1/me/verifications/{id}` shows its state to its owner only. The
 //! result arrives as `verification.completed` (see `crate::results`).
 
+use super::audit::palm_subject;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -93,7 +94,10 @@ pub async fn request(
                     signature: signature.clone(),
                 },
             );
-            ("wallet", OutboxRecord::from_envelope(&event))
+            (
+                "wallet",
+                OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)]),
+            )
         }
         VerificationRequest::Discord { code, redirect_uri } => {
             if code.is_empty() || code.len() > 512 {
@@ -111,7 +115,10 @@ pub async fn request(
                     redirect_uri: redirect_uri.clone(),
                 },
             );
-            ("discord", OutboxRecord::from_envelope(&event))
+            (
+                "discord",
+                OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)]),
+            )
         }
     };
     // The request's secrets (signature, OAuth code) travel only in the event;

@@ -1,0 +1,136 @@
+//! Audit routes over the append-only `audit_events` collection, which the
+//! outbox relay fills with a copy of every event palmdao stages (see
+//! `palm_mongo::audit`). Each staged record names its subjects with
+//! [`palm_subject`] and [`community_subject`]; the routes list by subject:
+//! `GET /v1/me/audit` (the caller's own events) and
+//! `GET /v1/communities/{slug}/audit` (community admins only). Votes are
+//! audited under their voter only: the event carries the voter's wallets,
+//! which are not the community's to read.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use palm_mongo::AuditLog;
+use palm_mongo::audit::SUBJECTS_FIELD;
+use palm_mongo::mongodb::bson::{Document, doc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::communities;
+use super::pages::{self, Paged};
+use super::problem::Problem;
+use super::session::Session;
+use super::{AppState, from_bson_time};
+
+/// Audit entries.
+pub const AUDIT_EVENTS: &str = "audit_events";
+
+/// The log the relay writes: payload fields that are credentials (the
+/// Discord OAuth code) are not kept.
+pub fn audit_log() -> AuditLog {
+    AuditLog::new(AUDIT_EVENTS).redacting(&["code"])
+}
+
+/// Subject naming a PalmID.
+pub fn palm_subject(palm_id: Uuid) -> String {
+    format!("palm_id:{palm_id}")
+}
+
+/// Subject naming a community by id.
+pub fn community_subject(community_id: &str) -> String {
+    format!("community:{community_id}")
+}
+
+/// `?limit&cursor&type` of the audit routes.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// Items per page, 1–100 (default 20).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only events of this type (e.g. `member.joined`).
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+}
+
+/// One audit entry.
+#[derive(Debug, Serialize)]
+pub struct AuditEntry {
+    /// Event id.
+    pub id: String,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The event's payload (credentials redacted).
+    pub payload: serde_json::Value,
+}
+
+fn entry(document: &Document) -> AuditEntry {
+    AuditEntry {
+        id: document.get_str("_id").unwrap_or_default().to_owned(),
+        event_type: document.get_str("type").unwrap_or_default().to_owned(),
+        occurred_at: document
+            .get_datetime("occurred_at")
+            .map(from_bson_time)
+            .unwrap_or_default(),
+        payload: document
+            .get_document("payload")
+            .ok()
+            .and_then(|p| serde_json::to_value(p).ok())
+            .unwrap_or_default(),
+    }
+}
+
+async fn list_for(
+    state: &AppState,
+    subject: String,
+    query: &AuditQuery,
+) -> Result<Json<Paged<AuditEntry>>, Problem> {
+    let limit = pages::limit(query.limit)?;
+    let mut filter = doc! { SUBJECTS_FIELD: subject };
+    if let Some(before) = &query.cursor {
+        filter.insert("_id", doc! { "$lt": before });
+    }
+    if let Some(event_type) = &query.event_type {
+        filter.insert("type", event_type);
+    }
+    let documents: Vec<Document> = state
+        .database()
+        .collection::<Document>(AUDIT_EVENTS)
+        .find(filter)
+        .sort(doc! { "_id": -1 })
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    Ok(Json(Paged::from_documents(&documents, limit, entry, |d| {
+        d.get_str("_id").unwrap_or_default().to_owned()
+    })))
+}
+
+/// The caller's own events, newest first.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0))]
+pub async fn mine(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Paged<AuditEntry>>, Problem> {
+    list_for(&state, palm_subject(session.0), &query).await
+}
+
+/// A community's events, newest first; admins only.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
+pub async fn community(
+    State(state): State<AppState>,
+    session: Session,
+    Path(slug): Path<String>,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Paged<AuditEntry>>, Problem> {
+    let community = communities::find(&state, &slug).await?;
+    communities::require_admin(&community, session.0)?;
+    let subject = community_subject(community.get_str("_id").unwrap_or_default());
+    list_for(&state, subject, &query).await
+}

@@ -1,0 +1,184 @@
+//! Discussions: forum threads in a community. Members start them; anyone
+//! reads them (communities are public). A proposal may name the discussion
+//! it came from.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use palm_core::Envelope;
+use palm_core::events::DiscussionCreated;
+use palm_mongo::mongodb::bson::{Document, doc};
+use palm_mongo::mongodb::options::IndexOptions;
+use palm_mongo::mongodb::{Database, IndexModel};
+use palm_mongo::outbox::{self, OutboxRecord};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::audit::{community_subject, palm_subject};
+use super::communities;
+use super::json::ApiJson;
+use super::pages::{self, Page, Paged};
+use super::problem::Problem;
+use super::session::Session;
+use super::{AppState, from_bson_time, location, to_bson_time};
+use crate::SERVICE;
+
+/// Discussion documents.
+pub const DISCUSSIONS: &str = "discussions";
+
+/// Declares the per-community listing index.
+pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
+    let by_community = IndexModel::builder()
+        .keys(doc! { "community_id": 1, "_id": -1 })
+        .options(
+            IndexOptions::builder()
+                .name("by_community".to_owned())
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, DISCUSSIONS, vec![by_community]).await
+}
+
+/// `POST /v1/communities/{slug}/discussions` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDiscussion {
+    /// 1–200 characters.
+    pub title: String,
+    /// Up to 20,000 characters.
+    #[serde(default)]
+    pub body: String,
+}
+
+/// A discussion.
+#[derive(Debug, Serialize)]
+pub struct DiscussionView {
+    /// Id.
+    pub id: String,
+    /// Community id.
+    pub community_id: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// PalmID of the author.
+    pub author: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+fn view(document: &Document) -> DiscussionView {
+    let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
+    DiscussionView {
+        id: text("_id"),
+        community_id: text("community_id"),
+        title: text("title"),
+        body: text("body"),
+        author: text("author"),
+        created_at: document
+            .get_datetime("created_at")
+            .map(from_bson_time)
+            .unwrap_or_default(),
+    }
+}
+
+/// Starts a discussion; only members may.
+#[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    Path(slug): Path<String>,
+    ApiJson(request): ApiJson<CreateDiscussion>,
+) -> Result<(StatusCode, HeaderMap, Json<DiscussionView>), Problem> {
+    let title_len = request.title.trim().chars().count();
+    if !(1..=200).contains(&title_len) || request.body.chars().count() > 20_000 {
+        return Err(Problem::validation(
+            "title must be 1 to 200 characters and body at most 20000",
+        ));
+    }
+    let community = communities::find(&state, &slug).await?;
+    let community_id = community.get_str("_id").unwrap_or_default().to_owned();
+    if !communities::is_member(&state, &community_id, session.0).await? {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not_a_member",
+            "Only members may do this",
+        ));
+    }
+    let id = Uuid::now_v7();
+    let created = Envelope::new(
+        SERVICE,
+        DiscussionCreated {
+            discussion_id: id,
+            community_id: Uuid::parse_str(&community_id).map_err(anyhow::Error::from)?,
+            author_palm_id: session.0,
+            title: request.title.clone(),
+        },
+    );
+    let mut document = doc! {
+        "_id": id.to_string(),
+        "community_id": &community_id,
+        "title": request.title.trim(),
+        "body": &request.body,
+        "author": session.0.to_string(),
+        "created_at": to_bson_time(Utc::now()),
+    };
+    let record = OutboxRecord::from_envelope(&created)
+        .concerning([community_subject(&community_id), palm_subject(session.0)]);
+    outbox::attach(&mut document, &[record]);
+    state
+        .database()
+        .collection::<Document>(DISCUSSIONS)
+        .insert_one(&document)
+        .await?;
+    let headers = location(&format!("/v1/discussions/{id}"));
+    Ok((StatusCode::CREATED, headers, Json(view(&document))))
+}
+
+/// Lists a community's discussions, newest first.
+#[tracing::instrument(skip_all, fields(%slug))]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Paged<DiscussionView>>, Problem> {
+    let limit = pages::limit(page.limit)?;
+    let community = communities::find(&state, &slug).await?;
+    let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
+    if let Some(before) = &page.cursor {
+        filter.insert("_id", doc! { "$lt": before });
+    }
+    let documents: Vec<Document> = state
+        .database()
+        .collection::<Document>(DISCUSSIONS)
+        .find(filter)
+        .sort(doc! { "_id": -1 })
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    Ok(Json(Paged::from_documents(&documents, limit, view, |d| {
+        d.get_str("_id").unwrap_or_default().to_owned()
+    })))
+}
+
+/// The discussion with `id` in any community, or `404`.
+pub(crate) async fn load(state: &AppState, id: &str) -> Result<Document, Problem> {
+    state
+        .database()
+        .collection::<Document>(DISCUSSIONS)
+        .find_one(doc! { "_id": id })
+        .await?
+        .ok_or_else(|| Problem::not_found("discussion"))
+}
+
+/// One discussion.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DiscussionView>, Problem> {
+    Ok(Json(view(&load(&state, &id).await?)))
+}
