@@ -11,18 +11,18 @@
 //! - [`args`]: the command line (flags, their environment variables, the
 //!   usage text), parsed by hand.
 //! - this file: the commands, over a small JSON client ([`Api`]) that turns
-//!   a non-2xx answer into an error carrying the problem document.
+//!   a non-2xx answer into an error carrying the problem document. Results
+//!   go to stdout through [`out`], which treats a closed pipe
+//!   (`palmctl … | head`) as the reader having had enough, not as a failure.
 //!
 //! The signing itself is `palm_core`'s: [`palm_core::siwe::SiweMessage`]
 //! formats the sign-in text, [`palm_core::vote::VoteMessage`] the typed data,
 //! so palmctl signs exactly what palmdao and the validator verify.
 
-// A command line tool: stdout is where its results go.
-#![allow(clippy::print_stdout)]
-
 mod args;
 
 use std::fmt;
+use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -40,10 +40,7 @@ fn main() -> ExitCode {
     let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let invocation = match args::parse(argv, env) {
         Ok(Some(invocation)) => invocation,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        Ok(None) => return exit(out(USAGE.trim_end())),
         Err(error) => {
             eprintln!("palmctl: {error}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -59,8 +56,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(invocation)) {
+    exit(runtime.block_on(run(invocation)))
+}
+
+/// Exit code 0, or 1 with the error on stderr; a closed stdout is no error.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error)
+            if error
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("palmctl: {error:#}");
             ExitCode::FAILURE
@@ -68,11 +77,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` and a newline to stdout.
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
 async fn run(Invocation { options, command }: Invocation) -> anyhow::Result<()> {
     let api = Api::new(&options);
     match command {
         Command::Address => {
-            println!("{}", signer(&options)?.address().to_checksummed());
+            out(&signer(&options)?.address().to_checksummed())?;
         }
         Command::Login => {
             let key = signer(&options)?;
@@ -93,7 +110,7 @@ async fn run(Invocation { options, command }: Invocation) -> anyhow::Result<()> 
                     ""
                 }
             );
-            println!("{token}");
+            out(token)?;
         }
         Command::Get { path } => print_json(&api.call(Method::GET, &path, None).await?)?,
         Command::Post { path, body } => {
@@ -205,7 +222,7 @@ async fn siwe_sign_in(
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
     if !value.is_null() {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        out(&serde_json::to_string_pretty(value)?)?;
     }
     Ok(())
 }
