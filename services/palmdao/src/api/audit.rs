@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::communities;
+use super::openapi::{Always, BadQuery, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Paged};
 use super::problem::Problem;
 use super::session::Session;
@@ -43,9 +44,11 @@ pub fn community_subject(community_id: &str) -> String {
 }
 
 /// `?limit&cursor&type` of the audit routes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -55,7 +58,7 @@ pub struct AuditQuery {
 }
 
 /// One audit entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Event id.
     pub id: String,
@@ -112,6 +115,10 @@ async fn list_for(
 }
 
 /// The caller's own events, newest first.
+#[utoipa::path(
+    get, path = "/v1/me/audit", operation_id = "listMyAudit", tag = "audit", security(("session" = [])), params(AuditQuery),
+    responses((status = 200, description = "The caller's events, newest first", body = Paged<AuditEntry>), NeedsSession, BadQuery, Always)
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0))]
 pub async fn mine(
     State(state): State<AppState>,
@@ -122,6 +129,11 @@ pub async fn mine(
 }
 
 /// A community's events, newest first; admins only.
+#[utoipa::path(
+    get, path = "/v1/communities/{slug}/audit", operation_id = "listCommunityAudit", tag = "audit", security(("session" = [])),
+    params(("slug" = String, Path, description = "Community slug"), AuditQuery),
+    responses((status = 200, description = "The community's events, newest first (admins only)", body = Paged<AuditEntry>), NeedsSession, Forbidden, NotFound, BadQuery, Always)
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
 pub async fn community(
     State(state): State<AppState>,

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::json::ApiJson;
+use super::openapi::{Always, BadBody};
 use super::palm_ids;
 use super::problem::Problem;
 
@@ -36,7 +37,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
 }
 
 /// `GET /v1/auth/nonce` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NonceResponse {
     /// Put this in the message's `Nonce:` line; usable once.
     pub nonce: String,
@@ -45,6 +46,10 @@ pub struct NonceResponse {
 }
 
 /// Issues a single-use nonce.
+#[utoipa::path(
+    get, path = "/v1/auth/nonce", operation_id = "getNonce", tag = "auth",
+    responses((status = 200, description = "A single-use nonce", body = NonceResponse), Always)
+)]
 #[tracing::instrument(skip_all)]
 pub async fn nonce(State(state): State<AppState>) -> Result<Json<NonceResponse>, Problem> {
     let nonce = Uuid::new_v4().simple().to_string();
@@ -59,7 +64,7 @@ pub async fn nonce(State(state): State<AppState>) -> Result<Json<NonceResponse>,
 }
 
 /// `POST /v1/auth/siwe` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
     /// The EIP-4361 message exactly as signed.
@@ -69,7 +74,7 @@ pub struct SignInRequest {
 }
 
 /// `POST /v1/auth/siwe` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignInResponse {
     /// Bearer token for `Authorization: Bearer …`.
     pub token: String,
@@ -93,6 +98,14 @@ fn refused(error: &SiweError) -> Problem {
 
 /// Verifies the message and signature, consumes the nonce, and returns a
 /// session for the wallet's PalmID (created on first sign-in).
+#[utoipa::path(
+    post, path = "/v1/auth/siwe", operation_id = "signIn", tag = "auth", request_body = SignInRequest,
+    responses(
+        (status = 200, description = "Signed in; the PalmID is created on first sign-in", body = SignInResponse),
+        (status = 401, description = "`siwe_*`: the message, nonce or signature is refused (each reason has its own code)", body = Problem, content_type = "application/problem+json"),
+        BadBody, Always
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn sign_in(
     State(state): State<AppState>,

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::audit::{community_subject, palm_subject};
 use super::json::ApiJson;
+use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
 use super::session::Session;
@@ -57,7 +58,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
 }
 
 /// `POST /v1/communities` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCommunity {
     /// Unique, URL-safe: 3–40 of `a-z`, `0-9`, `-`.
@@ -77,7 +78,7 @@ fn default_vote_level() -> u32 {
 }
 
 /// A community.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CommunityView {
     /// Id.
     pub id: String,
@@ -188,6 +189,14 @@ pub(crate) async fn is_member(
 }
 
 /// Creates a community; the creator becomes its admin and first member.
+#[utoipa::path(
+    post, path = "/v1/communities", operation_id = "createCommunity", tag = "communities", security(("session" = [])), request_body = CreateCommunity,
+    responses(
+        (status = 201, description = "Created; the caller is its admin", body = CommunityView,
+            headers(("Location" = String, description = "The community's URL"))),
+        NeedsSession, BadBody, Forbidden, Conflict, Always
+    )
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0))]
 pub async fn create(
     State(state): State<AppState>,
@@ -310,6 +319,10 @@ async fn add_member(
 }
 
 /// Lists communities by slug.
+#[utoipa::path(
+    get, path = "/v1/communities", operation_id = "listCommunities", tag = "communities", params(Page),
+    responses((status = 200, description = "Communities by slug", body = Paged<CommunityView>), BadQuery, Always)
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
@@ -335,6 +348,11 @@ pub async fn list(
 }
 
 /// One community.
+#[utoipa::path(
+    get, path = "/v1/communities/{slug}", operation_id = "getCommunity", tag = "communities",
+    params(("slug" = String, Path, description = "Community slug")),
+    responses((status = 200, description = "The community", body = CommunityView), NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(%slug))]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -344,7 +362,7 @@ pub async fn get_one(
 }
 
 /// A membership.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     /// The member.
     pub palm_id: String,
@@ -355,6 +373,15 @@ pub struct MemberView {
 }
 
 /// Joins a community (level ≥ 1); joining again changes nothing.
+#[utoipa::path(
+    post, path = "/v1/communities/{slug}/join", operation_id = "joinCommunity", tag = "communities", security(("session" = [])),
+    params(("slug" = String, Path, description = "Community slug")),
+    responses(
+        (status = 201, description = "Joined", body = MemberView),
+        (status = 200, description = "Already a member", body = MemberView),
+        NeedsSession, Forbidden, NotFound, Always
+    )
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
 pub async fn join(
     State(state): State<AppState>,
@@ -383,6 +410,14 @@ pub async fn join(
 }
 
 /// Leaves a community; its admins cannot (hand over first).
+#[utoipa::path(
+    post, path = "/v1/communities/{slug}/leave", operation_id = "leaveCommunity", tag = "communities", security(("session" = [])),
+    params(("slug" = String, Path, description = "Community slug")),
+    responses(
+        (status = 204, description = "Left"),
+        NeedsSession, NotFound, Conflict, Always
+    )
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
 pub async fn leave(
     State(state): State<AppState>,
@@ -431,6 +466,11 @@ pub async fn leave(
 }
 
 /// Lists a community's members, oldest first.
+#[utoipa::path(
+    get, path = "/v1/communities/{slug}/members", operation_id = "listMembers", tag = "communities",
+    params(("slug" = String, Path, description = "Community slug"), Page),
+    responses((status = 200, description = "Members by PalmID", body = Paged<MemberView>), BadQuery, NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(%slug))]
 pub async fn members(
     State(state): State<AppState>,

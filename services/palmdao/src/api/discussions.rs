@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::audit::{community_subject, palm_subject};
 use super::communities;
 use super::json::ApiJson;
+use super::openapi::{Always, BadBody, BadQuery, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
 use super::session::Session;
@@ -42,7 +43,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
 }
 
 /// `POST /v1/communities/{slug}/discussions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDiscussion {
     /// 1–200 characters.
@@ -53,7 +54,7 @@ pub struct CreateDiscussion {
 }
 
 /// A discussion.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DiscussionView {
     /// Id.
     pub id: String,
@@ -85,6 +86,15 @@ fn view(document: &Document) -> DiscussionView {
 }
 
 /// Starts a discussion; only members may.
+#[utoipa::path(
+    post, path = "/v1/communities/{slug}/discussions", operation_id = "createDiscussion", tag = "discussions", security(("session" = [])),
+    params(("slug" = String, Path, description = "Community slug")), request_body = CreateDiscussion,
+    responses(
+        (status = 201, description = "Started", body = DiscussionView,
+            headers(("Location" = String, description = "The discussion's URL"))),
+        NeedsSession, BadBody, Forbidden, NotFound, Always
+    )
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
 pub async fn create(
     State(state): State<AppState>,
@@ -138,6 +148,11 @@ pub async fn create(
 }
 
 /// Lists a community's discussions, newest first.
+#[utoipa::path(
+    get, path = "/v1/communities/{slug}/discussions", operation_id = "listDiscussions", tag = "discussions",
+    params(("slug" = String, Path, description = "Community slug"), Page),
+    responses((status = 200, description = "Discussions, newest first", body = Paged<DiscussionView>), BadQuery, NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(%slug))]
 pub async fn list(
     State(state): State<AppState>,
@@ -175,6 +190,11 @@ pub(crate) async fn load(state: &AppState, id: &str) -> Result<Document, Problem
 }
 
 /// One discussion.
+#[utoipa::path(
+    get, path = "/v1/discussions/{id}", operation_id = "getDiscussion", tag = "discussions",
+    params(("id" = String, Path, description = "Discussion id")),
+    responses((status = 200, description = "The discussion", body = DiscussionView), NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn get_one(
     State(state): State<AppState>,

@@ -10,6 +10,7 @@
 //! - [`discussions`]: create, list, get.
 //! - [`audit`]: `GET /v1/me/audit`, `GET /v1/communities/{slug}/audit`.
 //! - [`pages`]: bounded cursor pagination shared by every list.
+//! - [`openapi`]: the OpenAPI 3.1 document (`/openapi.json`) and Swagger UI (`/docs`).
 //! - [`proposals`]: proposals and vote intake.
 //! - [`rate_limit`]: per-client token buckets, `429` + `Retry-After`.
 //! - [`verifications`]: `POST /v1/me/verifications`, `GET /v1/me/verifications/{id}`.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod communities;
 pub mod discussions;
 pub mod json;
+pub mod openapi;
 pub mod pages;
 pub mod palm_ids;
 pub mod problem;
@@ -45,6 +47,9 @@ use palm_mongo::mongodb::Database;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Settings;
 use problem::Problem;
@@ -115,70 +120,67 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
     palm_ids::ensure_indexes(database).await
 }
 
-/// The public router.
+/// Every API route with its documentation: the router and the OpenAPI
+/// document are both split from this, so neither can list a route the
+/// other lacks.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(auth::nonce))
+        .routes(routes!(auth::sign_in))
+        .routes(routes!(palm_ids::me, palm_ids::update_me))
+        .routes(routes!(palm_ids::public_view))
+        .routes(routes!(verifications::request))
+        .routes(routes!(verifications::show))
+        .routes(routes!(communities::list, communities::create))
+        .routes(routes!(communities::get_one))
+        .routes(routes!(communities::join))
+        .routes(routes!(communities::leave))
+        .routes(routes!(communities::members))
+        .routes(routes!(audit::community))
+        .routes(routes!(discussions::list, discussions::create))
+        .routes(routes!(discussions::get_one))
+        .routes(routes!(proposals::list, proposals::create))
+        .routes(routes!(proposals::get_one))
+        .routes(routes!(proposals::cast))
+        .routes(routes!(proposals::vote))
+        .routes(routes!(audit::mine))
+}
+
+/// The OpenAPI document of [`routes`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+/// The public router: the API, its document at `/openapi.json` and Swagger
+/// UI at `/docs`.
 pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
     let timeout = Duration::from_millis(settings.request_timeout_ms);
-    Router::new()
-        .route("/v1/auth/nonce", get(auth::nonce))
-        .route("/v1/auth/siwe", axum::routing::post(auth::sign_in))
-        .route("/v1/me", get(palm_ids::me).patch(palm_ids::update_me))
-        .route("/v1/palm-ids/{id}", get(palm_ids::public_view))
-        .route(
-            "/v1/me/verifications",
-            axum::routing::post(verifications::request),
+    let (api, document) = routes().split_for_parts();
+    api.route(
+        "/openapi.json",
+        get(move || openapi::document(document.clone())),
+    )
+    .route("/docs", get(openapi::swagger_ui))
+    .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no_route", "No such route") })
+    .method_not_allowed_fallback(|| async {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
         )
-        .route("/v1/me/verifications/{id}", get(verifications::show))
-        .route(
-            "/v1/communities",
-            get(communities::list).post(communities::create),
-        )
-        .route("/v1/communities/{slug}", get(communities::get_one))
-        .route(
-            "/v1/communities/{slug}/join",
-            axum::routing::post(communities::join),
-        )
-        .route(
-            "/v1/communities/{slug}/leave",
-            axum::routing::post(communities::leave),
-        )
-        .route("/v1/communities/{slug}/members", get(communities::members))
-        .route("/v1/communities/{slug}/audit", get(audit::community))
-        .route(
-            "/v1/communities/{slug}/discussions",
-            get(discussions::list).post(discussions::create),
-        )
-        .route("/v1/discussions/{id}", get(discussions::get_one))
-        .route("/v1/me/audit", get(audit::mine))
-        .route(
-            "/v1/communities/{slug}/proposals",
-            get(proposals::list).post(proposals::create),
-        )
-        .route("/v1/proposals/{id}", get(proposals::get_one))
-        .route(
-            "/v1/proposals/{id}/votes",
-            axum::routing::post(proposals::cast),
-        )
-        .route("/v1/votes/{id}", get(proposals::vote))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no_route", "No such route") })
-        .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed",
-            )
-        })
-        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-        .layer(middleware::from_fn_with_state(
-            rate_limit::RateLimiter::new(
-                settings.rate_limit_per_second,
-                settings.rate_limit_burst,
-                settings.trust_forwarded_for,
-            ),
-            rate_limit::limit_rate,
-        ))
-        .layer(middleware::from_fn_with_state(timeout, limit_time))
-        .layer(middleware::from_fn(trace_request))
-        .with_state(state)
+    })
+    .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+    .layer(middleware::from_fn_with_state(
+        rate_limit::RateLimiter::new(
+            settings.rate_limit_per_second,
+            settings.rate_limit_burst,
+            settings.trust_forwarded_for,
+        ),
+        rate_limit::limit_rate,
+    ))
+    .layer(middleware::from_fn_with_state(timeout, limit_time))
+    .layer(middleware::from_fn(trace_request))
+    .with_state(state)
 }
 
 /// Answers `503` with a problem when a request runs past its time limit.
@@ -261,4 +263,85 @@ pub async fn serve(
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The paths the served router matches, read from its `Debug` output
+    /// (axum has no route listing). The `len` check below makes a change of
+    /// that format fail loudly instead of passing vacuously.
+    fn served_paths(router: &Router) -> BTreeSet<String> {
+        let debug = format!("{router:?}");
+        debug
+            .split('"')
+            .filter(|part| part.starts_with('/'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_lists_every_route_the_router_serves() {
+        // A client that never connects: only the router's shape is read.
+        let client = palm_mongo::mongodb::Client::with_uri_str("mongodb://127.0.0.1:9/")
+            .await
+            .unwrap();
+        let settings = crate::Settings::default();
+        let router = router(
+            AppState::new(client.database("unused"), &settings),
+            &settings.http,
+        );
+        let mut served = served_paths(&router);
+        // The document's own routes, and the catch-all that answers
+        // `no_route`, are not API operations.
+        for meta in [
+            "/openapi.json",
+            "/docs",
+            "/",
+            "/{*__private__axum_fallback}",
+        ] {
+            assert!(served.remove(meta), "{meta} in {served:?}");
+        }
+        let documented: BTreeSet<String> = openapi_document().paths.paths.into_keys().collect();
+        assert!(served.len() >= 19, "routes found: {served:?}");
+        assert_eq!(served, documented);
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_problem_errors_and_a_session_scheme() {
+        let document: serde_json::Value =
+            serde_json::from_str(&openapi_document().to_json().unwrap()).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        assert!(document["components"]["schemas"]["Problem"].is_object());
+        assert!(document["components"]["securitySchemes"]["session"].is_object());
+        let mut operation_ids = BTreeSet::new();
+        let operations = document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values());
+        for operation in operations {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(
+                operation_ids.insert(id.to_owned()),
+                "operationId {id} twice"
+            );
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                responses.contains_key("429") && responses.contains_key("500"),
+                "{operation}"
+            );
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"]["application/problem+json"].is_object(),
+                        "{status} of {operation}"
+                    );
+                }
+            }
+        }
+    }
 }

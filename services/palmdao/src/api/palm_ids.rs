@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::json::ApiJson;
+use super::openapi::{Always, BadBody, Conflict, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
 use super::{AppState, from_bson_time};
@@ -168,7 +169,7 @@ pub(crate) async fn load(database: &Database, id: Uuid) -> Result<Option<PalmIdD
 }
 
 /// A verifier as its owner sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VerifierView {
     /// `wallet`, `discord`, …
     pub kind: String,
@@ -181,7 +182,7 @@ pub struct VerifierView {
 }
 
 /// `GET /v1/me`: the owner's full view.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeView {
     /// PalmID.
     pub id: String,
@@ -222,7 +223,7 @@ impl From<PalmIdDoc> for MeView {
 
 /// `GET /v1/palm-ids/{id}`: what anyone may see. Verifier subjects are the
 /// owner's private data and stay out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PublicView {
     /// PalmID.
     pub id: String,
@@ -237,6 +238,10 @@ pub struct PublicView {
 }
 
 /// The signed-in PalmID.
+#[utoipa::path(
+    get, path = "/v1/me", operation_id = "getMe", tag = "palm-ids", security(("session" = [])),
+    responses((status = 200, description = "The signed-in PalmID, private data included", body = MeView), NeedsSession, NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0))]
 pub async fn me(State(state): State<AppState>, session: Session) -> Result<Json<MeView>, Problem> {
     let document = load(state.database(), session.0)
@@ -246,7 +251,7 @@ pub async fn me(State(state): State<AppState>, session: Session) -> Result<Json<
 }
 
 /// `PATCH /v1/me` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
     /// New handle: 3–32 of `a-z`, `0-9`, `-`, `_`.
@@ -261,6 +266,10 @@ fn valid_handle(handle: &str) -> bool {
 }
 
 /// Edits the signed-in PalmID.
+#[utoipa::path(
+    patch, path = "/v1/me", operation_id = "updateMe", tag = "palm-ids", security(("session" = [])), request_body = UpdateMe,
+    responses((status = 200, description = "The PalmID after the change", body = MeView), NeedsSession, BadBody, Conflict, NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0))]
 pub async fn update_me(
     State(state): State<AppState>,
@@ -307,6 +316,11 @@ pub async fn update_me(
 }
 
 /// Anyone's public view of a PalmID.
+#[utoipa::path(
+    get, path = "/v1/palm-ids/{id}", operation_id = "getPalmId", tag = "palm-ids",
+    params(("id" = String, Path, description = "PalmID")),
+    responses((status = 200, description = "What anyone may see of a PalmID", body = PublicView), NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn public_view(
     State(state): State<AppState>,

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::communities;
 use super::json::ApiJson;
+use super::openapi::{Always, BadBody, BadQuery, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Paged};
 use super::problem::Problem;
 use super::session::Session;
@@ -38,7 +39,7 @@ pub const VOTING_TYPES: [&str; 3] = ["single-choice", "approval", "weighted"];
 pub const STRATEGIES: [&str; 2] = ["one-person-one-vote", "level-weighted"];
 
 /// `POST /v1/communities/{slug}/proposals` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProposal {
     /// 1–200 characters.
@@ -71,7 +72,7 @@ fn default_strategy() -> String {
 }
 
 /// A proposal.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProposalView {
     /// Id.
     pub id: String,
@@ -148,6 +149,15 @@ fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
 }
 
 /// Creates a proposal; only the community's admins may.
+#[utoipa::path(
+    post, path = "/v1/communities/{slug}/proposals", operation_id = "createProposal", tag = "proposals", security(("session" = [])),
+    params(("slug" = String, Path, description = "Community slug")), request_body = CreateProposal,
+    responses(
+        (status = 201, description = "Created", body = ProposalView,
+            headers(("Location" = String, description = "The proposal's URL"))),
+        NeedsSession, BadBody, Forbidden, NotFound, Always
+    )
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
 pub async fn create(
     State(state): State<AppState>,
@@ -258,17 +268,25 @@ pub async fn create(
 }
 
 /// `GET /v1/communities/{slug}/proposals` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProposalQuery {
     /// `pending`, `active` or `closed`.
+    #[param(pattern = "^(pending|active|closed)$")]
     pub status: Option<String>,
     /// Page size, 1–100.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 /// Lists a community's proposals, newest first, optionally by status.
+#[utoipa::path(
+    get, path = "/v1/communities/{slug}/proposals", operation_id = "listProposals", tag = "proposals",
+    params(("slug" = String, Path, description = "Community slug"), ProposalQuery),
+    responses((status = 200, description = "Proposals, newest first", body = Paged<ProposalView>), BadQuery, NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(%slug))]
 pub async fn list(
     State(state): State<AppState>,
@@ -327,6 +345,11 @@ async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
 }
 
 /// One proposal.
+#[utoipa::path(
+    get, path = "/v1/proposals/{id}", operation_id = "getProposal", tag = "proposals",
+    params(("id" = String, Path, description = "Proposal id")),
+    responses((status = 200, description = "The proposal", body = ProposalView), NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -336,7 +359,7 @@ pub async fn get_one(
 }
 
 /// `POST /v1/proposals/{id}/votes` body: the EIP-712 `Vote` as signed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CastVote {
     /// The choice; its shape depends on the voting type.
@@ -350,7 +373,7 @@ pub struct CastVote {
 }
 
 /// `202` body and `GET /v1/votes/{id}` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VoteView {
     /// Vote id.
     pub id: String,
@@ -389,6 +412,15 @@ fn choice_fits(voting_type: &str, choice: &Value, count: usize) -> bool {
 }
 
 /// Takes a signed vote for validation.
+#[utoipa::path(
+    post, path = "/v1/proposals/{id}/votes", operation_id = "castVote", tag = "proposals", security(("session" = [])),
+    params(("id" = String, Path, description = "Proposal id")), request_body = CastVote,
+    responses(
+        (status = 202, description = "Taken for validation: `pending` until the validator decides", body = VoteView,
+            headers(("Location" = String, description = "The vote's URL"))),
+        NeedsSession, BadBody, NotFound, Always
+    )
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %id))]
 pub async fn cast(
     State(state): State<AppState>,
@@ -484,6 +516,11 @@ pub async fn cast(
 }
 
 /// A vote, to its voter only.
+#[utoipa::path(
+    get, path = "/v1/votes/{id}", operation_id = "getVote", tag = "proposals", security(("session" = [])),
+    params(("id" = String, Path, description = "Vote id")),
+    responses((status = 200, description = "The vote, to its voter only", body = VoteView), NeedsSession, NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %id))]
 pub async fn vote(
     State(state): State<AppState>,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::json::ApiJson;
+use super::openapi::{Always, BadBody, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
 use super::{AppState, from_bson_time, location, to_bson_time};
@@ -25,7 +26,7 @@ use crate::SERVICE;
 pub const VERIFICATIONS: &str = "verifications";
 
 /// `POST /v1/me/verifications` body, by kind.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VerificationRequest {
     /// Link another wallet: a SIWE message and its signature.
@@ -45,7 +46,7 @@ pub enum VerificationRequest {
 }
 
 /// `202` body and `GET` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VerificationView {
     /// Verification id.
     pub id: String,
@@ -67,6 +68,14 @@ pub struct VerificationView {
 }
 
 /// Stores a pending verification and stages its request event.
+#[utoipa::path(
+    post, path = "/v1/me/verifications", operation_id = "requestVerification", tag = "palm-ids", security(("session" = [])), request_body = VerificationRequest,
+    responses(
+        (status = 202, description = "Accepted for verification; poll the `Location`", body = VerificationView,
+            headers(("Location" = String, description = "The verification's URL"))),
+        NeedsSession, BadBody, Always
+    )
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0))]
 pub async fn request(
     State(state): State<AppState>,
@@ -151,6 +160,11 @@ pub async fn request(
 }
 
 /// The owner's view of one verification; another PalmID gets `404`.
+#[utoipa::path(
+    get, path = "/v1/me/verifications/{id}", operation_id = "getVerification", tag = "palm-ids", security(("session" = [])),
+    params(("id" = String, Path, description = "Verification id")),
+    responses((status = 200, description = "The verification, to its owner only", body = VerificationView), NeedsSession, NotFound, Always)
+)]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %id))]
 pub async fn show(
     State(state): State<AppState>,
