@@ -9,9 +9,13 @@ use palm_testkit::eventually;
 use palm_testkit::process::{ServiceProcess, binary};
 use palm_tests::{ServiceEnv, get};
 
-async fn starts_ready_and_stops_cleanly(name: &str, queues: Vec<palm_amqp::QueueSpec>) {
+async fn starts_ready_and_stops_cleanly(
+    name: &str,
+    queues: Vec<palm_amqp::QueueSpec>,
+    extra: &[(&str, &str)],
+) {
     let env = ServiceEnv::new();
-    let mut service = ServiceProcess::spawn(binary(name), &env.vars(&[]));
+    let mut service = ServiceProcess::spawn(binary(name), &env.vars(extra));
     let admin = service.admin_addr(Duration::from_secs(20)).await;
 
     assert_eq!(get(&admin, "/healthz").await.0, 200);
@@ -62,22 +66,33 @@ async fn starts_ready_and_stops_cleanly(name: &str, queues: Vec<palm_amqp::Queue
 
 #[tokio::test]
 async fn palmdao_starts_ready_and_stops_cleanly() {
-    starts_ready_and_stops_cleanly("palmdao", palmdao::queues()).await;
+    // One-element lists given as a bare value (the environment source parses
+    // `137` as a number, not a list) are accepted.
+    let one_element_lists = [
+        ("PALM__AUTH__CHAIN_IDS", "137"),
+        ("PALM__AMQP__RETRY_DELAYS_MS", "250"),
+    ];
+    starts_ready_and_stops_cleanly("palmdao", palmdao::queues(), &one_element_lists).await;
 }
 
 #[tokio::test]
 async fn palmvalidator_starts_ready_and_stops_cleanly() {
-    starts_ready_and_stops_cleanly("palmvalidator", palmvalidator::queues()).await;
+    starts_ready_and_stops_cleanly("palmvalidator", palmvalidator::queues(), &[]).await;
 }
 
 #[tokio::test]
 async fn palmvalidator_discord_starts_ready_and_stops_cleanly() {
-    starts_ready_and_stops_cleanly("palmvalidator-discord", palmvalidator_discord::queues()).await;
+    starts_ready_and_stops_cleanly(
+        "palmvalidator-discord",
+        palmvalidator_discord::queues(),
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn palmplatformmetrics_starts_ready_and_stops_cleanly() {
-    starts_ready_and_stops_cleanly("palmplatformmetrics", Vec::new()).await;
+    starts_ready_and_stops_cleanly("palmplatformmetrics", Vec::new(), &[]).await;
 }
 
 async fn exits_naming(name: &str, var: &str, value: &str, key: &str) {

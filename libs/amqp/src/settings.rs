@@ -32,6 +32,7 @@ pub struct AmqpSettings {
     /// exists to end crash loops the consumer never gets to report.
     pub redelivery_limit: u32,
     /// Delays before each transient-failure retry; the last one repeats.
+    #[serde(deserialize_with = "palm_core::settings::one_or_many")]
     pub retry_delays_ms: Vec<u64>,
     /// First reconnect delay after losing the broker.
     pub reconnect_min_ms: u64,

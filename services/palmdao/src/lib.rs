@@ -71,7 +71,7 @@ pub struct CommunitySettings {
     /// PalmID level needed to create a community (the whitepaper's 3). With
     /// only the wallet and Discord verifiers shipped, level 3 is not yet
     /// reachable; a local or staging deployment may lower it (see
-    /// `docs/decisions.md`).
+    /// `docs/adr/0006-audit-log-and-community-creation-level.md`).
     pub create_min_level: u32,
 }
 
@@ -123,6 +123,7 @@ pub struct AuthSettings {
     /// The URI sign-in messages must name.
     pub uri: String,
     /// Accepted EIP-155 chain ids.
+    #[serde(deserialize_with = "palm_core::settings::one_or_many")]
     pub chain_ids: Vec<u64>,
     /// Life of a sign-in nonce.
     pub nonce_ttl_secs: u64,
