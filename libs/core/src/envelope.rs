@@ -20,6 +20,17 @@ pub trait Event: Serialize + DeserializeOwned {
     const SCHEMA_VERSION: u32;
 }
 
+/// A UUID (version 8, RFC 9562 "custom") from keccak-256 of `cause` and
+/// `event_type`: the same inputs always give the same id.
+pub fn derived_id(cause: Uuid, event_type: &str) -> Uuid {
+    let mut input = cause.as_bytes().to_vec();
+    input.extend_from_slice(event_type.as_bytes());
+    let digest = crate::eth::keccak256(&input);
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// An event with its metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<P> {
@@ -64,6 +75,17 @@ impl<P: Event> Envelope<P> {
             correlation_id: cause.correlation_id,
             causation_id: Some(cause.id),
             ..Self::new(producer, payload)
+        }
+    }
+
+    /// The event `cause` deterministically leads to: like [`Self::caused_by`],
+    /// but its id is derived from the cause's id and this event's type, so
+    /// handling a redelivered message again yields the same event id and the
+    /// receiver's deduplication absorbs it.
+    pub fn derived_from<C>(producer: &str, payload: P, cause: &Envelope<C>) -> Self {
+        Self {
+            id: derived_id(cause.id, P::TYPE),
+            ..Self::caused_by(producer, payload, cause)
         }
     }
 
@@ -166,6 +188,28 @@ mod tests {
         assert_eq!(env.correlation_id, env.id);
         let back = Envelope::<MemberJoined>::from_json(&env.to_json()).unwrap();
         assert_eq!(back, env);
+    }
+
+    #[test]
+    fn a_derived_event_has_the_same_id_for_the_same_cause_and_type() {
+        let cause = Envelope::new("palmdao", joined());
+        let a = Envelope::derived_from("palmvalidator", joined(), &cause);
+        let b = Envelope::derived_from("palmvalidator", joined(), &cause);
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.id.get_version_num(), 8);
+        assert_eq!(
+            (a.causation_id, a.correlation_id),
+            (Some(cause.id), cause.correlation_id)
+        );
+        assert_ne!(
+            derived_id(cause.id, "vote.validated"),
+            derived_id(cause.id, "vote.rejected")
+        );
+        let other = Envelope::new("palmdao", joined());
+        assert_ne!(
+            Envelope::derived_from("palmvalidator", joined(), &other).id,
+            a.id
+        );
     }
 
     #[test]

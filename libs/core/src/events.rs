@@ -261,6 +261,9 @@ pub struct VoteSubmitted {
     pub signature: String,
     /// App domain in the signed message.
     pub app: String,
+    /// When palmdao took the vote: the time the voting window is checked at
+    /// (the signed `timestamp` is the voter's claim, not trusted for it).
+    pub submitted_at: DateTime<Utc>,
     /// The voter, as of submission.
     pub voter: VoterFacts,
     /// The proposal's rules.
@@ -279,6 +282,10 @@ pub struct VoteValidated {
     pub palm_id: Uuid,
     /// Voting power under the proposal's strategy.
     pub voting_power: f64,
+    /// The power given to each choice (indexed like the proposal's choices,
+    /// summing to `voting_power`): the voting type's reading of the choice,
+    /// so the tally is a plain sum and palmdao needs no per-type logic.
+    pub allocation: Vec<f64>,
 }
 event!(VoteValidated, "vote.validated", 1);
 
@@ -291,7 +298,11 @@ pub struct VoteRejected {
     pub proposal_id: Uuid,
     /// Voting PalmID.
     pub palm_id: Uuid,
-    /// Machine-readable reason (`bad_signature`, `outside_window`, …).
+    /// Machine-readable reason: `malformed_signature`, `signer_mismatch`
+    /// (the signature is not the stated address's over this vote: tampered),
+    /// `wallet_not_linked`, `wrong_app`, `not_started`, `ended`,
+    /// `not_a_member`, `level_too_low`, `invalid_choice`,
+    /// `unknown_voting_type`, `unknown_strategy`.
     pub reason: String,
 }
 event!(VoteRejected, "vote.rejected", 1);

@@ -14,7 +14,7 @@ use futures_util::TryStreamExt;
 use palm_core::Envelope;
 use palm_core::events::{ProposalCreated, ProposalRules, VoteSubmitted, VoterFacts};
 use palm_mongo::mongodb::Database;
-use palm_mongo::mongodb::bson::{self, Bson, DateTime as BsonDateTime, Document, doc};
+use palm_mongo::mongodb::bson::{self, Bson, Document, doc};
 use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -458,6 +458,7 @@ pub async fn cast(
     let is_member = communities::is_member(&state, &rules_view.community_id, session.0).await?;
 
     let vote_id = Uuid::now_v7();
+    let submitted_at = Utc::now();
     let proposal_id = Uuid::parse_str(&id).map_err(|_| Problem::not_found("proposal"))?;
     let event = Envelope::new(
         SERVICE,
@@ -470,6 +471,7 @@ pub async fn cast(
             address: address.to_lower_hex(),
             signature: vote.signature.clone(),
             app: state.inner.siwe.domain.clone(),
+            submitted_at,
             voter: VoterFacts {
                 wallets: voter.wallets(),
                 level: voter.level(),
@@ -494,7 +496,7 @@ pub async fn cast(
         "timestamp": vote.timestamp,
         "address": address.to_lower_hex(),
         "status": "pending",
-        "submitted_at": BsonDateTime::now(),
+        "submitted_at": to_bson_time(submitted_at),
     };
     outbox::attach(
         &mut document,
