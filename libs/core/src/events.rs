@@ -282,9 +282,12 @@ pub struct VoteValidated {
     pub palm_id: Uuid,
     /// Voting power under the proposal's strategy.
     pub voting_power: f64,
-    /// The power given to each choice (indexed like the proposal's choices,
-    /// summing to `voting_power`): the voting type's reading of the choice,
-    /// so the tally is a plain sum and palmdao needs no per-type logic.
+    /// The power given to each choice (indexed like the proposal's choices):
+    /// the voting type's reading of the choice, so the tally is a plain sum
+    /// and palmdao needs no per-type logic. It sums to `voting_power` for
+    /// `single-choice` and `weighted`; `approval` gives each approved choice
+    /// the full power (Snapshot's rule, see [`crate::voting`]), so count
+    /// turnout and quorum from `voting_power`, not from this sum.
     pub allocation: Vec<f64>,
 }
 event!(VoteValidated, "vote.validated", 1);

@@ -12,6 +12,8 @@
 //! - [`eip712`]: typed structured data hashing (signed votes).
 //! - [`siwe`]: Sign-In with Ethereum (EIP-4361) messages: parse and verify.
 //! - [`vote`]: the EIP-712 `Vote` a voter's wallet signs.
+//! - [`voting`]: the open sets of voting types (how a choice allocates
+//!   power) and voting-power strategies, looked up by name.
 
 pub mod eip712;
 pub mod envelope;
@@ -20,6 +22,7 @@ pub mod events;
 pub mod settings;
 pub mod siwe;
 pub mod vote;
+pub mod voting;
 
 pub use envelope::{DecodeError, Envelope, Event, RawEnvelope};
 pub use settings::InvalidSetting;
