@@ -282,6 +282,7 @@ async fn every_event_is_audited_and_read_by_its_owner_or_the_community_admin_onl
     // The community's log: its admin reads it; a member may not.
     let community_path = format!("/v1/communities/{slug}/audit");
     let expected_community = [
+        "proposal.opened",
         "proposal.created",
         "discussion.created",
         "member.joined",

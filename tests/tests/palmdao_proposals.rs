@@ -126,12 +126,20 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
         .send(Method::POST, &proposals, Some(admin_token), &proposal)
         .await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["status"], "active");
+    // Created pending; the scheduler opens it (its start is past) at once.
+    assert_eq!(created["status"], "pending");
     let id = created["id"].as_str().unwrap();
-    let (_, active) = palmdao
-        .get(&format!("{proposals}?status=active"), None)
-        .await;
-    assert_eq!(active["items"][0]["id"], id);
+    eventually(
+        "the proposal listed as active",
+        Duration::from_secs(10),
+        || async {
+            let (_, active) = palmdao
+                .get(&format!("{proposals}?status=active"), None)
+                .await;
+            (active["items"][0]["id"] == id).then_some(())
+        },
+    )
+    .await;
     let (_, closed) = palmdao
         .get(&format!("{proposals}?status=closed"), None)
         .await;

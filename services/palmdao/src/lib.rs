@@ -1,15 +1,17 @@
 //! `palmdao`: the public HTTP API and the only writer of domain data.
 //!
 //! It serves the API ([`api`]: Sign-In with Ethereum, sessions, PalmIDs,
-//! verifications, communities, proposals, vote intake) on `http.addr`, applies
-//! results from the validators ([`results`]: `verification.completed` today),
+//! verifications, communities, discussions, proposals, vote intake, audit) on
+//! `http.addr`, applies results from the validators ([`results`],
+//! [`tally`]), opens and closes proposals on time ([`scheduler`]),
 //! declares its MongoDB indexes and RabbitMQ queue, and runs the outbox relay
 //! that publishes the events its writes stage (on one replica at a time,
-//! under a lease). Still to come (issue 3/4): discussions, audit routes, the
-//! OpenAPI document, vote results and tallies, the proposal scheduler.
+//! under a lease).
 
 pub mod api;
 pub mod results;
+pub mod scheduler;
+pub mod tally;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -62,6 +64,33 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `communities.*`: community rules.
     pub communities: CommunitySettings,
+    /// `proposals.*`: the proposal scheduler.
+    pub proposals: ProposalSettings,
+}
+
+/// `proposals.*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProposalSettings {
+    /// How often the scheduler looks for proposals to open or close; a
+    /// proposal closes at most this long after its end.
+    pub scheduler_interval_ms: u64,
+    /// How long closing waits for votes submitted before the end that the
+    /// validator has not decided yet.
+    pub close_grace_ms: u64,
+    /// Lease validity for the scheduler; a dead scheduler's successor takes
+    /// over after this.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for ProposalSettings {
+    fn default() -> Self {
+        Self {
+            scheduler_interval_ms: 1_000,
+            close_grace_ms: 30_000,
+            lease_ttl_ms: 10_000,
+        }
+    }
 }
 
 /// `communities.*`.
@@ -225,6 +254,14 @@ impl ServiceSettings for Settings {
                 "must be between 1 and 10",
             ));
         }
+        let proposals = &self.proposals;
+        if proposals.scheduler_interval_ms == 0 || proposals.lease_ttl_ms < 300 {
+            return Err(InvalidSetting::new(
+                "proposals",
+                "scheduler_interval_ms",
+                "must be above 0, with lease_ttl_ms at least 300",
+            ));
+        }
         let bad = |field: &str, reason: &str| Err(InvalidSetting::new("outbox", field, reason));
         if self.outbox.batch_size < 1 {
             return bad("batch_size", "must be at least 1");
@@ -307,7 +344,25 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
         &holder,
         Duration::from_millis(settings.outbox.lease_ttl_ms),
     );
+    let scheduler = scheduler::Scheduler::new(
+        database.clone(),
+        Duration::from_millis(settings.proposals.scheduler_interval_ms),
+        Duration::from_millis(settings.proposals.close_grace_ms),
+    );
+    let scheduler_lease = Lease::new(
+        &database,
+        "palmdao.scheduler",
+        &holder,
+        Duration::from_millis(settings.proposals.lease_ttl_ms),
+    );
+    let scheduling = {
+        let shutdown = runtime.shutdown.clone();
+        tokio::spawn(async move { scheduler.run(scheduler_lease, shutdown).await })
+    };
     relay.run(lease, runtime.shutdown.clone()).await;
+    scheduling
+        .await
+        .context("the proposal scheduler task failed")?;
 
     consuming
         .await

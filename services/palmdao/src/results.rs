@@ -1,5 +1,7 @@
 //! Applies the results the validators send back, exactly once each.
 //!
+//! `vote.validated` / `vote.rejected`: see [`crate::tally`].
+//!
 //! `verification.completed`: a verification moves `pending` → `verified` or
 //! `rejected` once. A verified identity must first be claimed in
 //! `identities` (unique `_id = "<kind>:<subject>"`): if another PalmID holds
@@ -11,7 +13,9 @@
 use crate::api::audit::palm_subject;
 use chrono::Utc;
 use palm_amqp::{HandlerError, Incoming};
-use palm_core::events::{PalmIdVerifierAdded, VerificationCompleted, VerificationOutcome};
+use palm_core::events::{
+    PalmIdVerifierAdded, VerificationCompleted, VerificationOutcome, VoteRejected, VoteValidated,
+};
 use palm_core::{Envelope, RawEnvelope};
 use palm_mongo::mongodb::Database;
 use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
@@ -43,10 +47,20 @@ impl Results {
                     .map_err(HandlerError::permanent)?;
                 self.apply_verification(&event).await
             }
-            // Vote results are applied with the vote lifecycle (issue 4);
-            // until then they stay in the DLQ, visible and replayable.
+            "vote.validated" => {
+                let event = raw
+                    .into_typed::<VoteValidated>()
+                    .map_err(HandlerError::permanent)?;
+                crate::tally::apply_validated(&self.database, &event).await
+            }
+            "vote.rejected" => {
+                let event = raw
+                    .into_typed::<VoteRejected>()
+                    .map_err(HandlerError::permanent)?;
+                crate::tally::apply_rejected(&self.database, &event).await
+            }
             other => Err(HandlerError::permanent(anyhow::anyhow!(
-                "palmdao does not handle `{other}` yet"
+                "palmdao does not handle `{other}`"
             ))),
         }
     }

@@ -116,6 +116,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
     auth::ensure_indexes(database).await?;
     communities::ensure_indexes(database).await?;
     discussions::ensure_indexes(database).await?;
+    proposals::ensure_indexes(database).await?;
     audit::audit_log().ensure_indexes(database).await?;
     palm_ids::ensure_indexes(database).await
 }
@@ -141,6 +142,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(discussions::get_one))
         .routes(routes!(proposals::list, proposals::create))
         .routes(routes!(proposals::get_one))
+        .routes(routes!(proposals::results))
         .routes(routes!(proposals::cast))
         .routes(routes!(proposals::vote))
         .routes(routes!(audit::mine))
@@ -306,7 +308,7 @@ mod tests {
             assert!(served.remove(meta), "{meta} in {served:?}");
         }
         let documented: BTreeSet<String> = openapi_document().paths.paths.into_keys().collect();
-        assert!(served.len() >= 19, "routes found: {served:?}");
+        assert!(served.len() >= 20, "routes found: {served:?}");
         assert_eq!(served, documented);
     }
 

@@ -13,8 +13,10 @@ use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use palm_core::Envelope;
 use palm_core::events::{ProposalCreated, ProposalRules, VoteSubmitted, VoterFacts};
-use palm_mongo::mongodb::Database;
+use palm_core::voting;
 use palm_mongo::mongodb::bson::{self, Bson, Document, doc};
+use palm_mongo::mongodb::options::IndexOptions;
+use palm_mongo::mongodb::{Database, IndexModel};
 use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,10 +35,37 @@ use crate::SERVICE;
 pub const PROPOSALS: &str = "proposals";
 /// Vote documents.
 pub const VOTES: &str = "votes";
-/// Voting types palmdao accepts; the validator owns their semantics.
-pub const VOTING_TYPES: [&str; 3] = ["single-choice", "approval", "weighted"];
-/// Voting-power strategies palmdao accepts.
-pub const STRATEGIES: [&str; 2] = ["one-person-one-vote", "level-weighted"];
+
+/// Declares the listing indexes: a community's proposals by status, and a
+/// proposal's votes by status (the scheduler counts the undecided ones).
+pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
+    let by_community = IndexModel::builder()
+        .keys(doc! { "community_id": 1, "status": 1, "_id": -1 })
+        .options(
+            IndexOptions::builder()
+                .name("by_community_status".to_owned())
+                .build(),
+        )
+        .build();
+    let by_window = IndexModel::builder()
+        .keys(doc! { "status": 1, "end": 1 })
+        .options(
+            IndexOptions::builder()
+                .name("by_status_end".to_owned())
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, PROPOSALS, vec![by_community, by_window]).await?;
+    let by_proposal = IndexModel::builder()
+        .keys(doc! { "proposal_id": 1, "status": 1 })
+        .options(
+            IndexOptions::builder()
+                .name("by_proposal_status".to_owned())
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, VOTES, vec![by_proposal]).await
+}
 
 /// `POST /v1/communities/{slug}/proposals` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -68,7 +97,7 @@ pub struct CreateProposal {
 }
 
 fn default_strategy() -> String {
-    STRATEGIES[0].to_owned()
+    "one-person-one-vote".to_owned()
 }
 
 /// A proposal.
@@ -96,7 +125,8 @@ pub struct ProposalView {
     pub min_level: u32,
     /// Strategy.
     pub strategy: String,
-    /// `pending`, `active` or `closed`, from the voting window.
+    /// `pending` until its start, `active` until its end, then `closed`
+    /// (set by the scheduler, so it may trail the clock by a moment).
     pub status: String,
     /// Creator.
     pub created_by: String,
@@ -143,7 +173,9 @@ fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(1),
         strategy: text("strategy"),
-        status: status_at(start, end, now).to_owned(),
+        status: document
+            .get_str("status")
+            .map_or_else(|_| status_at(start, end, now).to_owned(), str::to_owned),
         created_by: text("created_by"),
     }
 }
@@ -183,14 +215,18 @@ pub async fn create(
             "choices must be 2 to 20 labels of 1 to 100 characters",
         ));
     }
-    if !VOTING_TYPES.contains(&request.voting_type.as_str()) {
+    // The validator decides with the same registries, so what is accepted
+    // here is what it can count.
+    if voting::voting_type(&request.voting_type).is_none() {
+        let known: Vec<&str> = voting::VOTING_TYPES.iter().map(|t| t.name()).collect();
         return Err(Problem::validation(format!(
-            "voting_type must be one of {VOTING_TYPES:?}"
+            "voting_type must be one of {known:?}"
         )));
     }
-    if !STRATEGIES.contains(&request.strategy.as_str()) {
+    if voting::strategy(&request.strategy).is_none() {
+        let known: Vec<&str> = voting::STRATEGIES.iter().map(|s| s.name()).collect();
         return Err(Problem::validation(format!(
-            "strategy must be one of {STRATEGIES:?}"
+            "strategy must be one of {known:?}"
         )));
     }
     let now = Utc::now();
@@ -254,7 +290,14 @@ pub async fn create(
         "discussion_id": request.discussion_id.clone(),
         "created_by": session.0.to_string(),
         "created_at": to_bson_time(now),
+        "status": "pending",
+        "tally": {},
+        "voters": 0_i64,
+        "total_power": 0.0,
+        "tally_version": 0_i64,
     };
+    // Opening (even at once, for a start in the past) is the scheduler's:
+    // `proposal.opened` has one writer.
     let record = OutboxRecord::from_envelope(&event)
         .concerning([community_subject(&community_id), palm_subject(session.0)]);
     outbox::attach(&mut document, &[record]);
@@ -295,19 +338,11 @@ pub async fn list(
 ) -> Result<Json<Paged<ProposalView>>, Problem> {
     let limit = pages::limit(query.limit)?;
     let community = communities::find(&state, &slug).await?;
-    let now = to_bson_time(Utc::now());
     let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
     match query.status.as_deref() {
         None => {}
-        Some("pending") => {
-            filter.insert("start", doc! { "$gt": now });
-        }
-        Some("active") => {
-            filter.insert("start", doc! { "$lte": now });
-            filter.insert("end", doc! { "$gt": now });
-        }
-        Some("closed") => {
-            filter.insert("end", doc! { "$lte": now });
+        Some(status @ ("pending" | "active" | "closed")) => {
+            filter.insert("status", status);
         }
         Some(_) => {
             return Err(Problem::validation(
@@ -322,6 +357,7 @@ pub async fn list(
         .database()
         .collection::<Document>(PROPOSALS)
         .find(filter)
+        .projection(doc! { "ballots": 0 })
         .sort(doc! { "_id": -1 })
         .limit(limit + 1)
         .await?
@@ -340,6 +376,7 @@ async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
     database
         .collection::<Document>(PROPOSALS)
         .find_one(doc! { "_id": id })
+        .projection(doc! { "ballots": 0 })
         .await?
         .ok_or_else(|| Problem::not_found("proposal"))
 }
@@ -388,27 +425,10 @@ pub struct VoteView {
     pub reason: Option<String>,
 }
 
-/// Whether `choice` fits `voting_type` with `count` choices (numbered from 1).
+/// Whether `choice` fits `voting_type` with `count` choices (numbered from
+/// 1), by the voting type's own rule in `palm_core::voting`.
 fn choice_fits(voting_type: &str, choice: &Value, count: usize) -> bool {
-    let in_range = |v: &Value| v.as_u64().is_some_and(|n| n >= 1 && n <= count as u64);
-    match voting_type {
-        "single-choice" => in_range(choice),
-        "approval" => choice.as_array().is_some_and(|picked| {
-            let mut seen = std::collections::BTreeSet::new();
-            !picked.is_empty()
-                && picked
-                    .iter()
-                    .all(|v| in_range(v) && seen.insert(v.as_u64()))
-        }),
-        "weighted" => choice.as_object().is_some_and(|weights| {
-            !weights.is_empty()
-                && weights.iter().all(|(k, w)| {
-                    k.parse::<u64>().is_ok_and(|n| n >= 1 && n <= count as u64)
-                        && w.as_u64().is_some_and(|w| w > 0)
-                })
-        }),
-        _ => false,
-    }
+    voting::voting_type(voting_type).is_some_and(|t| t.fits(choice, count))
 }
 
 /// Takes a signed vote for validation.
@@ -567,6 +587,76 @@ mod tests {
         assert!(!choice_fits("weighted", &json!({ "1": 2, "3": 0.5 }), 3));
         assert!(!choice_fits("weighted", &json!({ "4": 1 }), 3));
         assert!(!choice_fits("weighted", &json!({ "1": -1 }), 3));
+        assert!(!choice_fits("weighted", &json!({ "01": 1 }), 3));
         assert!(!choice_fits("quadratic", &json!(1), 3));
     }
+}
+
+/// `GET /v1/proposals/{id}/results`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResultsView {
+    /// Proposal id.
+    pub proposal_id: String,
+    /// `pending`, `active` or `closed`.
+    pub status: String,
+    /// Whether the tally is final (the proposal closed).
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// Power per choice, in the proposal's choice order.
+    pub choices: Vec<ChoiceResult>,
+    /// Distinct PalmIDs whose vote counts.
+    pub voters: u64,
+    /// Sum of the counted voting power.
+    pub total_power: f64,
+    /// Power needed for the result to count.
+    pub quorum: f64,
+    /// Whether `total_power` reaches `quorum`.
+    pub quorum_met: bool,
+}
+
+/// One choice's result.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChoiceResult {
+    /// Choice number, from 1.
+    pub choice: u32,
+    /// Its label.
+    pub label: String,
+    /// Voting power it received.
+    pub power: f64,
+}
+
+/// The running tally, final once the proposal closed.
+#[utoipa::path(
+    get, path = "/v1/proposals/{id}/results", operation_id = "getResults", tag = "proposals",
+    params(("id" = String, Path, description = "Proposal id")),
+    responses((status = 200, description = "The tally (running until the proposal closes)", body = ResultsView), NotFound, Always)
+)]
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn results(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ResultsView>, Problem> {
+    let proposal = load(state.database(), &id).await?;
+    let proposal_view = view(&proposal, Utc::now());
+    let tally = crate::tally::Tally::of(&proposal, proposal_view.choices.len());
+    Ok(Json(ResultsView {
+        proposal_id: id,
+        is_final: proposal_view.status == "closed",
+        status: proposal_view.status,
+        choices: proposal_view
+            .choices
+            .iter()
+            .zip(&tally.per_choice)
+            .enumerate()
+            .map(|(index, (label, power))| ChoiceResult {
+                choice: u32::try_from(index + 1).unwrap_or(u32::MAX),
+                label: label.clone(),
+                power: *power,
+            })
+            .collect(),
+        voters: tally.voters,
+        total_power: tally.total_power,
+        quorum: proposal_view.quorum,
+        quorum_met: tally.total_power >= proposal_view.quorum,
+    }))
 }

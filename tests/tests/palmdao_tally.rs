@@ -1,0 +1,362 @@
+//! palmdao's side of the vote lifecycle with hand-published results, so each
+//! delivery is under the test's control: a vote is decided once, a later
+//! vote replaces the earlier ballot and an earlier one does not, a duplicate
+//! `vote.validated` changes nothing, the tally equals a recount of the stored
+//! valid votes, and the scheduler opens and closes the proposal on time with
+//! the final tally in `proposal.closed`. (With the real validator in
+//! `vote_lifecycle.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{Duration as Span, Utc};
+use futures_util::TryStreamExt;
+use palm_amqp::{Broker, Consumer, Incoming, OutgoingMessage, Publisher, QueueSpec, Topology};
+use palm_core::Envelope;
+use palm_core::events::{ProposalClosed, ProposalOpened, VoteRejected, VoteValidated};
+use palm_testkit::eventually;
+use palm_tests::palmdao::{FakeValidator, Palmdao, key};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A lifecycle event as received: routing key and body.
+type Seen = (String, Vec<u8>);
+
+/// A well-formed signature; the (fake) validator does not check it.
+fn signature() -> String {
+    format!("0x{}1b", "11".repeat(64))
+}
+
+struct Voter {
+    token: String,
+    palm_id: Uuid,
+    address: String,
+}
+
+async fn voter(palmdao: &Palmdao, slug: &str) -> Voter {
+    let signer = key(&format!("voter-{}", Uuid::new_v4()));
+    let body = palmdao.sign_in(&signer).await;
+    let voter = Voter {
+        token: body["token"].as_str().unwrap().to_owned(),
+        palm_id: Uuid::parse_str(body["palm_id"].as_str().unwrap()).unwrap(),
+        address: signer.address().to_checksummed(),
+    };
+    let (status, _) = palmdao
+        .send(
+            Method::POST,
+            &format!("/v1/communities/{slug}/join"),
+            Some(&voter.token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    voter
+}
+
+/// Submits a vote for choice `choice` signed "at" `timestamp`; returns its id.
+async fn submit(
+    palmdao: &Palmdao,
+    proposal: &str,
+    voter: &Voter,
+    choice: u32,
+    timestamp: i64,
+) -> Uuid {
+    let (status, body) = palmdao
+        .send(
+            Method::POST,
+            &format!("/v1/proposals/{proposal}/votes"),
+            Some(&voter.token),
+            &json!({ "choice": choice, "timestamp": timestamp, "address": voter.address, "signature": signature() }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
+}
+
+fn validated(proposal: Uuid, voter: &Voter, vote: Uuid, choice: usize) -> Envelope<VoteValidated> {
+    let mut allocation = vec![0.0; 3];
+    allocation[choice - 1] = 1.0;
+    Envelope::new(
+        "test-validator",
+        VoteValidated {
+            vote_id: vote,
+            proposal_id: proposal,
+            palm_id: voter.palm_id,
+            voting_power: 1.0,
+            allocation,
+        },
+    )
+}
+
+async fn status_of(palmdao: &Palmdao, voter: &Voter, vote: Uuid) -> String {
+    let (_, body) = palmdao
+        .get(&format!("/v1/votes/{vote}"), Some(&voter.token))
+        .await;
+    body["status"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn tally(palmdao: &Palmdao, proposal: Uuid) -> Value {
+    let (status, body) = palmdao
+        .get(&format!("/v1/proposals/{proposal}/results"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn powers(results: &Value) -> Vec<f64> {
+    results["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["power"].as_f64().unwrap())
+        .collect()
+}
+
+/// The tally recounted from the stored votes: each PalmID's latest valid
+/// vote (by signed timestamp, then id), its allocation summed.
+async fn recount(palmdao: &Palmdao, proposal: Uuid) -> Vec<f64> {
+    let client = mongodb::Client::with_uri_str(palm_testkit::mongo_url())
+        .await
+        .unwrap();
+    let votes: Vec<mongodb::bson::Document> = client
+        .database(&palmdao.env.database)
+        .collection("votes")
+        .find(mongodb::bson::doc! { "proposal_id": proposal.to_string(), "status": "valid" })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut latest: HashMap<String, (i64, String, Vec<f64>)> = HashMap::new();
+    for vote in votes {
+        let palm_id = vote.get_str("palm_id").unwrap().to_owned();
+        let key = (
+            palm_mongo::integer(&vote, "timestamp").unwrap(),
+            vote.get_str("_id").unwrap().to_owned(),
+        );
+        let allocation: Vec<f64> = vote
+            .get_array("allocation")
+            .unwrap()
+            .iter()
+            .map(|a| a.as_f64().unwrap())
+            .collect();
+        let newer = latest
+            .get(&palm_id)
+            .is_none_or(|(ts, id, _)| (key.0, &key.1) > (*ts, id));
+        if newer {
+            latest.insert(palm_id, (key.0, key.1, allocation));
+        }
+    }
+    let mut sum = vec![0.0; 3];
+    for (_, _, allocation) in latest.values() {
+        for (total, part) in sum.iter_mut().zip(allocation) {
+            *total += part;
+        }
+    }
+    sum
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_closes_on_time() {
+    let palmdao = Palmdao::start_with(&[
+        ("PALM__COMMUNITIES__CREATE_MIN_LEVEL", "1"),
+        ("PALM__PROPOSALS__SCHEDULER_INTERVAL_MS", "200"),
+        ("PALM__PROPOSALS__CLOSE_GRACE_MS", "3000"),
+    ])
+    .await;
+    // The lifecycle events, read from a queue of the test's own.
+    let settings = palmdao.env.amqp_settings();
+    let lifecycle_queue = QueueSpec::new("test.lifecycle", &["proposal.opened", "proposal.closed"]);
+    let broker = Broker::start(
+        settings.clone(),
+        Topology::new(&settings, vec![lifecycle_queue.clone()]),
+    );
+    broker
+        .wait_connected(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let stop = CancellationToken::new();
+    let consuming = {
+        let seen = Arc::clone(&seen);
+        let consumer = Consumer::new(
+            &broker,
+            &Publisher::new(broker.clone()),
+            "test.lifecycle",
+            move |message: Incoming| {
+                seen.lock()
+                    .unwrap()
+                    .push((message.routing_key.clone(), message.body.clone()));
+                std::future::ready(Ok(()))
+            },
+        );
+        tokio::spawn(consumer.run(stop.clone()))
+    };
+    let validator = FakeValidator::connect(&palmdao).await;
+    let publish = |event: Envelope<VoteValidated>| {
+        let message = OutgoingMessage::event(validator.broker.names(), &event);
+        let publisher = validator.publisher.clone();
+        async move { publisher.publish(&message).await.unwrap() }
+    };
+
+    let admin = palmdao
+        .sign_in(&key(&format!("admin-{}", Uuid::new_v4())))
+        .await;
+    let admin_token = admin["token"].as_str().unwrap();
+    let slug = format!("t-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let (status, _) = palmdao
+        .send(
+            Method::POST,
+            "/v1/communities",
+            Some(admin_token),
+            &json!({ "slug": slug, "name": "T" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let end = Utc::now() + Span::seconds(8);
+    let (status, created) = palmdao
+        .send(
+            Method::POST,
+            &format!("/v1/communities/{slug}/proposals"),
+            Some(admin_token),
+            &json!({
+                "title": "Tally", "choices": ["a", "b", "c"], "voting_type": "single-choice",
+                "start": Utc::now(), "end": end, "quorum": 3.0,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let proposal = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    let proposal_path = format!("/v1/proposals/{proposal}");
+    eventually("the proposal opened", Duration::from_secs(10), || async {
+        let (_, body) = palmdao.get(&proposal_path, None).await;
+        (body["status"] == "active").then_some(())
+    })
+    .await;
+
+    let voters = [
+        voter(&palmdao, &slug).await,
+        voter(&palmdao, &slug).await,
+        voter(&palmdao, &slug).await,
+        voter(&palmdao, &slug).await,
+    ];
+    let t = Utc::now().timestamp();
+    let first = submit(&palmdao, &proposal.to_string(), &voters[0], 1, t).await;
+    let second = submit(&palmdao, &proposal.to_string(), &voters[1], 2, t).await;
+    let rejected = submit(&palmdao, &proposal.to_string(), &voters[2], 3, t).await;
+    let duplicate = submit(&palmdao, &proposal.to_string(), &voters[3], 3, t).await;
+    publish(validated(proposal, &voters[0], first, 1)).await;
+    publish(validated(proposal, &voters[1], second, 2)).await;
+    let twice = validated(proposal, &voters[3], duplicate, 3);
+    publish(twice.clone()).await;
+    publish(twice).await;
+    let rejection = Envelope::new(
+        "test-validator",
+        VoteRejected {
+            vote_id: rejected,
+            proposal_id: proposal,
+            palm_id: voters[2].palm_id,
+            reason: "signer_mismatch".into(),
+        },
+    );
+    validator
+        .publisher
+        .publish(&OutgoingMessage::event(
+            validator.broker.names(),
+            &rejection,
+        ))
+        .await
+        .unwrap();
+    // A later decision for a decided vote changes nothing either.
+    publish(validated(proposal, &voters[2], rejected, 3)).await;
+
+    eventually(
+        "the first results applied",
+        Duration::from_secs(20),
+        || async {
+            let results = tally(&palmdao, proposal).await;
+            (powers(&results) == [1.0, 1.0, 1.0]).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(status_of(&palmdao, &voters[2], rejected).await, "rejected");
+    let (_, rejected_view) = palmdao
+        .get(&format!("/v1/votes/{rejected}"), Some(&voters[2].token))
+        .await;
+    assert_eq!(rejected_view["reason"], "signer_mismatch");
+
+    // Voter 0 changes their mind (a later vote); voter 1's older vote,
+    // validated late, does not replace their newer ballot.
+    let changed = submit(&palmdao, &proposal.to_string(), &voters[0], 2, t + 5).await;
+    let older = submit(&palmdao, &proposal.to_string(), &voters[1], 1, t - 5).await;
+    publish(validated(proposal, &voters[0], changed, 2)).await;
+    publish(validated(proposal, &voters[1], older, 1)).await;
+    eventually("the changes applied", Duration::from_secs(20), || async {
+        let decided = status_of(&palmdao, &voters[0], changed).await == "valid"
+            && status_of(&palmdao, &voters[1], older).await == "valid";
+        decided.then_some(())
+    })
+    .await;
+    let results = tally(&palmdao, proposal).await;
+    assert_eq!(powers(&results), [0.0, 2.0, 1.0], "{results}");
+    assert_eq!(results["voters"], 3);
+    assert_eq!(results["final"], false);
+    assert_eq!(powers(&results), recount(&palmdao, proposal).await);
+
+    // The scheduler closes it on time, with the final tally.
+    let closed = eventually("proposal.closed", Duration::from_secs(20), || async {
+        let seen = seen.lock().unwrap().clone();
+        seen.iter()
+            .find(|(kind, _)| kind == "proposal.closed")
+            .map(|(_, body)| Envelope::<ProposalClosed>::from_json(body).unwrap())
+    })
+    .await;
+    let lateness = closed.occurred_at - end;
+    assert!(
+        lateness >= Span::zero() && lateness < Span::seconds(3),
+        "closed {lateness} after its end"
+    );
+    assert_eq!(closed.payload.tally, [0.0, 2.0, 1.0]);
+    assert_eq!(closed.payload.voters, 3);
+    assert!(closed.payload.quorum_met);
+    let results = tally(&palmdao, proposal).await;
+    assert_eq!(
+        (results["final"].as_bool(), results["status"].as_str()),
+        (Some(true), Some("closed"))
+    );
+
+    // After the close, a decision no longer moves the tally.
+    let late_voter = &voters[2];
+    let late = submit(&palmdao, &proposal.to_string(), late_voter, 1, t + 9).await;
+    publish(validated(proposal, late_voter, late, 1)).await;
+    eventually("the late vote decided", Duration::from_secs(20), || async {
+        (status_of(&palmdao, late_voter, late).await == "valid").then_some(())
+    })
+    .await;
+    assert_eq!(powers(&tally(&palmdao, proposal).await), [0.0, 2.0, 1.0]);
+
+    let seen = seen.lock().unwrap().clone();
+    let opened: Vec<_> = seen
+        .iter()
+        .filter(|(kind, _)| kind == "proposal.opened")
+        .map(|(_, body)| Envelope::<ProposalOpened>::from_json(body).unwrap())
+        .collect();
+    assert_eq!(opened.len(), 1, "opened once");
+    assert_eq!(
+        seen.iter()
+            .filter(|(kind, _)| kind == "proposal.closed")
+            .count(),
+        1
+    );
+
+    stop.cancel();
+    consuming.await.unwrap().unwrap();
+    broker.close().await;
+    validator.close().await;
+    palmdao.env.teardown(&[lifecycle_queue]).await;
+    palmdao.stop().await;
+}
