@@ -37,13 +37,30 @@ fn verified(subject: &str) -> VerificationOutcome {
     }
 }
 
+/// A wallet-link proof: a SIWE message with a fresh nonce, signed (the
+/// validator is played by the test, so only the nonce is checked here).
+async fn wallet_proof(palmdao: &Palmdao) -> Value {
+    let wallet = key(&format!("link-{}", Uuid::new_v4()));
+    let message = palmdao.message(&wallet, &palmdao.nonce().await).to_string();
+    let signature = wallet.sign_personal(message.as_bytes()).unwrap().to_hex();
+    json!({ "kind": "wallet", "message": message, "signature": signature })
+}
+
 async fn request_wallet(palmdao: &Palmdao, token: &str) -> Value {
-    let body = json!({ "kind": "wallet", "message": "a signed SIWE message", "signature": format!("0x{}", "ab".repeat(65)) });
+    let body = wallet_proof(palmdao).await;
     let (status, view) = palmdao
         .send(Method::POST, "/v1/me/verifications", Some(token), &body)
         .await;
     assert_eq!(status, 202, "{view}");
     assert_eq!(view["status"], "pending");
+    // Its nonce is used up: the same proof cannot be sent again.
+    let (status, replay) = palmdao
+        .send(Method::POST, "/v1/me/verifications", Some(token), &body)
+        .await;
+    assert_eq!(
+        (status, replay["code"].as_str()),
+        (401, Some("siwe_nonce_invalid"))
+    );
     view
 }
 
@@ -199,6 +216,11 @@ async fn malformed_verification_requests_are_refused() {
             json!({ "kind": "wallet", "message": "m", "signature": "0x12" }),
             422,
             "validation_failed",
+        ),
+        (
+            json!({ "kind": "wallet", "message": "not a sign-in message", "signature": format!("0x{}", "ab".repeat(65)) }),
+            400,
+            "siwe_malformed",
         ),
         (
             json!({ "kind": "discord", "code": "c", "redirect_uri": "ftp://x" }),

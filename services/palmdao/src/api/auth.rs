@@ -63,6 +63,29 @@ pub async fn nonce(State(state): State<AppState>) -> Result<Json<NonceResponse>,
     Ok(Json(NonceResponse { nonce, expires_at }))
 }
 
+/// Uses up `nonce`: single use, so only one request can delete it, and only
+/// before it expires. `401 siwe_nonce_invalid` otherwise.
+pub(crate) async fn consume_nonce(
+    state: &AppState,
+    nonce: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), Problem> {
+    let consumed = state
+        .database()
+        .collection::<Document>(NONCES)
+        .find_one_and_delete(doc! { "_id": nonce, "expires_at": { "$gt": BsonDateTime::from_millis(now.timestamp_millis()) } })
+        .await?;
+    if consumed.is_none() {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "siwe_nonce_invalid",
+            "Sign-in refused",
+        )
+        .with_detail("the nonce is unknown, expired or already used"));
+    }
+    Ok(())
+}
+
 /// `POST /v1/auth/siwe` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -114,20 +137,7 @@ pub async fn sign_in(
     let now = Utc::now();
     let message = siwe::verify(&request.message, &request.signature, &state.inner.siwe, now)
         .map_err(|e| refused(&e))?;
-    // Single use: only one request can delete the nonce.
-    let consumed = state
-        .database()
-        .collection::<Document>(NONCES)
-        .find_one_and_delete(doc! { "_id": &message.nonce, "expires_at": { "$gt": BsonDateTime::from_millis(now.timestamp_millis()) } })
-        .await?;
-    if consumed.is_none() {
-        return Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "siwe_nonce_invalid",
-            "Sign-in refused",
-        )
-        .with_detail("the nonce is unknown, expired or already used"));
-    }
+    consume_nonce(&state, &message.nonce, now).await?;
     let (palm_id, created) =
         palm_ids::find_or_create_for(state.database(), "wallet", &message.address.to_lower_hex())
             .await?;

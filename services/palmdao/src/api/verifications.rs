@@ -94,6 +94,17 @@ pub async fn request(
                     "signature must be 0x followed by 130 hex digits",
                 ));
             }
+            // The proof's nonce is used up here, where the nonces live: a
+            // signed link message cannot be replayed (to this PalmID or to
+            // another). The validator checks everything else.
+            let parsed: palm_core::siwe::SiweMessage =
+                message
+                    .parse()
+                    .map_err(|error: palm_core::siwe::SiweError| {
+                        Problem::new(StatusCode::BAD_REQUEST, error.code(), "Not a SIWE message")
+                            .with_detail(error.to_string())
+                    })?;
+            super::auth::consume_nonce(&state, &parsed.nonce, now).await?;
             let event = Envelope::new(
                 SERVICE,
                 WalletVerificationRequested {
