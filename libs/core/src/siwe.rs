@@ -106,6 +106,40 @@ pub struct SiweRules {
     pub clock_skew: chrono::Duration,
 }
 
+impl SiweRules {
+    /// Rules built from the `<section>.domain/uri/chain_ids/clock_skew_secs`
+    /// settings every service that checks sign-in messages shares, checked
+    /// so a bad value names its key.
+    pub fn from_settings(
+        section: &str,
+        domain: &str,
+        uri: &str,
+        chain_ids: &[u64],
+        clock_skew_secs: u64,
+    ) -> Result<Self, crate::InvalidSetting> {
+        let bad =
+            |field: &str, reason: &str| Err(crate::InvalidSetting::new(section, field, reason));
+        if domain.is_empty() {
+            return bad("domain", "must name the sign-in domain");
+        }
+        if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+            return bad("uri", "must be an http(s) URI");
+        }
+        if chain_ids.is_empty() {
+            return bad("chain_ids", "must list at least one chain id");
+        }
+        if clock_skew_secs > 3600 {
+            return bad("clock_skew_secs", "must be at most 3600");
+        }
+        Ok(Self {
+            domain: domain.to_owned(),
+            uri: uri.to_owned(),
+            chain_ids: chain_ids.to_vec(),
+            clock_skew: chrono::Duration::seconds(i64::try_from(clock_skew_secs).unwrap_or(3600)),
+        })
+    }
+}
+
 const PREAMBLE: &str = " wants you to sign in with your Ethereum account:";
 
 fn malformed(what: &str) -> SiweError {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Publisher, QueueSpec, Topology};
 use palm_core::InvalidSetting;
+use palm_core::siwe::SiweRules;
 use palm_mongo::{Idempotency, Lease, MongoSettings, OutboxRelay, outbox};
 use palm_service::{Runtime, RuntimeSettings, ServiceSettings};
 use secrecy::{ExposeSecret, SecretString};
@@ -179,6 +180,19 @@ impl Default for AuthSettings {
     }
 }
 
+impl AuthSettings {
+    /// The sign-in rules, or the bad `auth.*` key.
+    pub fn rules(&self) -> Result<SiweRules, InvalidSetting> {
+        SiweRules::from_settings(
+            "auth",
+            &self.domain,
+            &self.uri,
+            &self.chain_ids,
+            self.clock_skew_secs,
+        )
+    }
+}
+
 /// `outbox.*`: the relay.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -218,15 +232,7 @@ impl ServiceSettings for Settings {
                 "must be a secret of at least 32 bytes (set PALM__AUTH__SESSION_KEY)",
             );
         }
-        if self.auth.domain.is_empty() {
-            return auth("domain", "must name the sign-in domain");
-        }
-        if !(self.auth.uri.starts_with("https://") || self.auth.uri.starts_with("http://")) {
-            return auth("uri", "must be an http(s) URI");
-        }
-        if self.auth.chain_ids.is_empty() {
-            return auth("chain_ids", "must list at least one chain id");
-        }
+        self.auth.rules()?;
         if self.auth.nonce_ttl_secs == 0 || self.auth.session_ttl_secs == 0 {
             return auth(
                 "nonce_ttl_secs",
@@ -316,7 +322,7 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     let public_addr = listener.local_addr().context("no local address")?;
     tracing::info!(addr = %public_addr, "public api listening");
     let router = api::router(
-        api::AppState::new(database.clone(), &settings),
+        api::AppState::new(database.clone(), &settings)?,
         &settings.http,
     );
     let serving = tokio::spawn(api::serve(listener, router, runtime.shutdown.clone()));

@@ -123,16 +123,15 @@ impl Default for AuthSettings {
 }
 
 impl AuthSettings {
-    /// The rules as the SIWE check takes them.
-    pub fn rules(&self) -> SiweRules {
-        SiweRules {
-            domain: self.domain.clone(),
-            uri: self.uri.clone(),
-            chain_ids: self.chain_ids.clone(),
-            clock_skew: chrono::Duration::seconds(
-                i64::try_from(self.clock_skew_secs).unwrap_or(i64::MAX),
-            ),
-        }
+    /// The rules as the SIWE check takes them, or the bad `auth.*` key.
+    pub fn rules(&self) -> Result<SiweRules, InvalidSetting> {
+        SiweRules::from_settings(
+            "auth",
+            &self.domain,
+            &self.uri,
+            &self.chain_ids,
+            self.clock_skew_secs,
+        )
     }
 }
 
@@ -155,19 +154,7 @@ impl ServiceSettings for Settings {
         if self.votes.chain_id == 0 {
             return votes("chain_id", "must be an EIP-155 chain id above 0");
         }
-        let auth = |field: &str, reason: &str| Err(InvalidSetting::new("auth", field, reason));
-        if self.auth.domain.is_empty() {
-            return auth("domain", "must name the sign-in domain");
-        }
-        if !(self.auth.uri.starts_with("https://") || self.auth.uri.starts_with("http://")) {
-            return auth("uri", "must be an http(s) URI");
-        }
-        if self.auth.chain_ids.is_empty() {
-            return auth("chain_ids", "must list at least one chain id");
-        }
-        if self.auth.clock_skew_secs > 3600 {
-            return auth("clock_skew_secs", "must be at most 3600");
-        }
+        self.auth.rules()?;
         Ok(())
     }
 
@@ -188,7 +175,7 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     let jobs = jobs::Jobs::new(
         publisher.clone(),
         settings.votes.domain(),
-        settings.auth.rules(),
+        settings.auth.rules()?,
     );
     let consumer = Consumer::new(&broker, &publisher, JOBS_QUEUE, move |message: Incoming| {
         let jobs = jobs.clone();
@@ -213,7 +200,7 @@ mod tests {
         let settings = Settings::default();
         settings.validate().unwrap();
         assert_eq!(settings.votes.domain(), VoteDomain::default());
-        assert_eq!(settings.auth.rules().chain_ids, vec![1]);
+        assert_eq!(settings.auth.rules().unwrap().chain_ids, vec![1]);
     }
 
     #[test]

@@ -42,6 +42,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use palm_core::InvalidSetting;
 use palm_core::siwe::SiweRules;
 use palm_mongo::mongodb::Database;
 use tokio::net::TcpListener;
@@ -79,19 +80,12 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State for the API on `database` with `settings`' auth rules.
-    pub fn new(database: Database, settings: &Settings) -> Self {
+    pub fn new(database: Database, settings: &Settings) -> Result<Self, InvalidSetting> {
         let auth = &settings.auth;
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 database,
-                siwe: SiweRules {
-                    domain: auth.domain.clone(),
-                    uri: auth.uri.clone(),
-                    chain_ids: auth.chain_ids.clone(),
-                    clock_skew: chrono::Duration::seconds(
-                        i64::try_from(auth.clock_skew_secs).unwrap_or(30),
-                    ),
-                },
+                siwe: auth.rules()?,
                 nonce_ttl: Duration::from_secs(auth.nonce_ttl_secs),
                 sessions: SessionKeys::new(
                     &auth.session_key,
@@ -99,7 +93,7 @@ impl AppState {
                 ),
                 create_community_level: settings.communities.create_min_level,
             }),
-        }
+        })
     }
 
     pub(crate) fn database(&self) -> &Database {
@@ -293,7 +287,7 @@ mod tests {
             .unwrap();
         let settings = crate::Settings::default();
         let router = router(
-            AppState::new(client.database("unused"), &settings),
+            AppState::new(client.database("unused"), &settings).unwrap(),
             &settings.http,
         );
         let mut served = served_paths(&router);
