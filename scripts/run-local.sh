@@ -18,6 +18,13 @@ export PALM__HTTP__ADDR="${PALM__HTTP__ADDR:-127.0.0.1:8080}"
 # which no one reaches yet with only the wallet and Discord verifiers: a local
 # run lowers it to 1, so whoever signs in can create one.
 export PALM__COMMUNITIES__CREATE_MIN_LEVEL="${PALM__COMMUNITIES__CREATE_MIN_LEVEL:-1}"
+# palmvalidator-discord needs an OAuth2 application; these development
+# placeholders let it start. Discord verifications wait (the service reports
+# not-ready) until PALM__DISCORD__BASE_URL points at a Discord it can reach:
+# a fake, or an egress proxy (this build's HTTP client has no TLS).
+export PALM__DISCORD__CLIENT_ID="${PALM__DISCORD__CLIENT_ID:-100000000000000001}"
+export PALM__DISCORD__CLIENT_SECRET="${PALM__DISCORD__CLIENT_SECRET:-local-development-client-secret}"
+export PALM__DISCORD__BASE_URL="${PALM__DISCORD__BASE_URL:-http://127.0.0.1:9/api/v10}"
 echo "run-local: palmdao public API on http://$PALM__HTTP__ADDR" >&2
 pids=()
 port=9091

@@ -5,11 +5,14 @@
 //! - [`ServiceEnv`]: the environment that isolates one test's services (own
 //!   exchange/queue prefix and database) and the teardown of what they declared.
 //! - [`palmdao`]: a palmdao process and a client for its API.
+//! - [`fake_discord`]: a local HTTP server playing Discord's API, with a
+//!   request log to check rate limits against.
 //! - `src/bin/palm-test-worker.rs`: a fixture service with a slow, idempotent
 //!   consumer, for shutdown tests of the consumer runner in a real process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fake_discord;
 pub mod palmdao;
 
 use palm_amqp::{AmqpSettings, QueueSpec, Topology};
@@ -72,6 +75,20 @@ impl ServiceEnv {
                 "https://palm.test/v1/auth/siwe".to_owned(),
             ),
             ("PALM__AUTH__CHAIN_IDS", "1,10".to_owned()),
+            // palmvalidator-discord requires its OAuth2 application; tests
+            // that call Discord point the base URL at a `FakeDiscord`.
+            (
+                "PALM__DISCORD__CLIENT_ID",
+                fake_discord::CLIENT_ID.to_owned(),
+            ),
+            (
+                "PALM__DISCORD__CLIENT_SECRET",
+                fake_discord::CLIENT_SECRET.to_owned(),
+            ),
+            (
+                "PALM__DISCORD__BASE_URL",
+                "http://127.0.0.1:9/api/v10".to_owned(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
