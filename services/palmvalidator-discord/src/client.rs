@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::DiscordSettings;
+pub use crate::ratelimit::Stopping;
 use crate::ratelimit::{Feedback, RateLimiter, Route};
 
 /// Identifies the client to Discord, in the form Discord asks bots to use
@@ -55,12 +56,6 @@ impl Answer {
         serde_json::from_slice(&self.body).ok()
     }
 }
-
-/// The service is stopping while Discord is unreachable: the job goes back
-/// to the queue.
-#[derive(Debug, thiserror::Error)]
-#[error("stopping while discord is unreachable")]
-pub struct Stopping;
 
 /// How a request authenticates.
 #[derive(Debug, Clone, Copy)]
@@ -204,7 +199,7 @@ impl DiscordClient {
     ) -> Result<Answer, Stopping> {
         loop {
             self.inner.availability.wait_up(shutdown).await?;
-            match self.send_with_retries(call).await {
+            match self.send_with_retries(call, shutdown).await? {
                 Ok(answer) => {
                     self.inner.availability.set(true, "answered");
                     return Ok(answer);
@@ -216,7 +211,11 @@ impl DiscordClient {
 
     /// One logical request: `429`s waited out, failures retried with
     /// backoff `max_retries` times; `Err` says why Discord looks down.
-    async fn send_with_retries(&self, call: &Call<'_>) -> Result<Answer, String> {
+    async fn send_with_retries(
+        &self,
+        call: &Call<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<Result<Answer, String>, Stopping> {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.inner.retry_min)
             .with_max_delay(self.inner.retry_max)
@@ -224,8 +223,8 @@ impl DiscordClient {
             .with_jitter()
             .build();
         loop {
-            let failure = match self.send_once(call).await {
-                Sent::Answered(answer) => return Ok(answer),
+            let failure = match self.send_once(call, shutdown).await? {
+                Sent::Answered(answer) => return Ok(Ok(answer)),
                 Sent::RateLimited => continue,
                 Sent::Failed(failure) => failure,
             };
@@ -234,14 +233,18 @@ impl DiscordClient {
                     tracing::warn!(route = %call.route.key, %failure, ?delay, "discord request failed, retrying");
                     tokio::time::sleep(delay).await;
                 }
-                None => return Err(failure),
+                None => return Ok(Err(failure)),
             }
         }
     }
 
-    async fn send_once(&self, call: &Call<'_>) -> Sent {
+    async fn send_once(
+        &self,
+        call: &Call<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<Sent, Stopping> {
         let limiter = &self.inner.limiter;
-        let ticket = limiter.acquire(&call.route).await;
+        let ticket = limiter.acquire(&call.route, shutdown).await?;
         let url = format!("{}{}", self.inner.base, call.path);
         let mut request = self.inner.http.request(call.method.clone(), url);
         match call.auth {
@@ -270,7 +273,7 @@ impl DiscordClient {
             Err(error) => {
                 limiter.cancel(&ticket);
                 count(&route, "error");
-                return Sent::Failed(describe(error));
+                return Ok(Sent::Failed(describe(error)));
             }
         };
         let status = response.status().as_u16();
@@ -280,7 +283,7 @@ impl DiscordClient {
             Err(error) => {
                 limiter.record(&ticket, &feedback);
                 count(&route, "error");
-                return Sent::Failed(describe(error));
+                return Ok(Sent::Failed(describe(error)));
             }
         };
         count(&route, &status.to_string());
@@ -300,13 +303,13 @@ impl DiscordClient {
                 global = feedback.global,
                 "discord rate limited a request, waiting before sending it again"
             );
-            return Sent::RateLimited;
+            return Ok(Sent::RateLimited);
         }
         limiter.record(&ticket, &feedback);
         if status >= 500 {
-            return Sent::Failed(format!("discord answered {status}"));
+            return Ok(Sent::Failed(format!("discord answered {status}")));
         }
-        Sent::Answered(Answer { status, body })
+        Ok(Sent::Answered(Answer { status, body }))
     }
 
     /// Asks Discord something cheap until it answers, whenever it is down;
@@ -328,7 +331,7 @@ impl DiscordClient {
                 () = tokio::time::sleep(self.inner.probe_interval) => {}
                 () = shutdown.cancelled() => return,
             }
-            if let Sent::Answered(_) = self.send_once(&probe).await {
+            if let Ok(Sent::Answered(_)) = self.send_once(&probe, &shutdown).await {
                 self.inner.availability.set(true, "probe answered");
             }
         }

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use palm_service::metrics;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// The global-rate window Discord uses.
 pub const GLOBAL_WINDOW: Duration = Duration::from_secs(1);
@@ -46,6 +47,17 @@ pub const INVALID_WINDOW: Duration = Duration::from_secs(600);
 /// How long to wait for an answer that should update a bucket before
 /// looking again anyway (a lost answer must not block a route forever).
 const ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// Once the service is stopping, a request still waits for a slot this long
+/// (the job may hold an exchanged code, worth finishing); a longer wait (a
+/// halted budget, a long global pause) gives the job back to the queue.
+const PATIENCE_WHEN_STOPPING: Duration = Duration::from_secs(5);
+
+/// The service is stopping and the request would wait too long, or Discord
+/// is unreachable: the job goes back to the queue.
+#[derive(Debug, thiserror::Error)]
+#[error("stopping before discord could be called")]
+pub struct Stopping;
 
 /// A Discord route as its rate limits see it: method and path template,
 /// plus the major parameter (a guild id) that splits a shared bucket.
@@ -166,6 +178,9 @@ pub struct State {
     hashes: HashMap<String, String>,
     buckets: HashMap<String, Bucket>,
     invalid: VecDeque<Instant>,
+    /// Requests sent and not answered yet, on any route: each may come back
+    /// invalid, so they count against the budget until they do not.
+    in_flight: usize,
 }
 
 impl State {
@@ -180,6 +195,7 @@ impl State {
             hashes: HashMap::new(),
             buckets: HashMap::new(),
             invalid: VecDeque::new(),
+            in_flight: 0,
         }
     }
 
@@ -214,6 +230,10 @@ impl State {
             // Resumes when enough of them have aged out.
             let oldest_that_must_go = self.invalid[invalid - self.budget];
             return Err(Wait::Until(oldest_that_must_go + INVALID_WINDOW));
+        }
+        if invalid + self.in_flight >= self.budget {
+            // The answers in flight could use up what is left.
+            return Err(Wait::Answer);
         }
         if let Some(until) = self.global_until {
             if until > now {
@@ -255,6 +275,7 @@ impl State {
             bucket.probing = true;
         }
         bucket.in_flight += 1;
+        self.in_flight += 1;
         Ok(Ticket {
             route: route.clone(),
             bucket: key,
@@ -264,6 +285,7 @@ impl State {
 
     /// Applies what the answer to `ticket`'s request said, received at `now`.
     pub fn record(&mut self, ticket: &Ticket, feedback: &Feedback, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
         if feedback.is_invalid() {
             self.invalid.push_back(now);
         }
@@ -340,6 +362,7 @@ impl State {
 
     /// The request of `ticket` got no answer (connection error, timeout).
     pub fn cancel(&mut self, ticket: &Ticket, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(bucket) = self.buckets.get_mut(&ticket.bucket) {
             bucket.probing = false;
             bucket.in_flight = bucket.in_flight.saturating_sub(1);
@@ -375,8 +398,14 @@ impl RateLimiter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits until a request on `route` may go out and takes its ticket.
-    pub async fn acquire(&self, route: &Route) -> Ticket {
+    /// Waits until a request on `route` may go out and takes its ticket;
+    /// once `shutdown` is cancelled, gives up on a wait longer than a few
+    /// seconds.
+    pub async fn acquire(
+        &self,
+        route: &Route,
+        shutdown: &CancellationToken,
+    ) -> Result<Ticket, Stopping> {
         let mut halted_logged = false;
         loop {
             let answered = self.answered.notified();
@@ -388,11 +417,12 @@ impl RateLimiter {
                 match state.try_acquire(route, now) {
                     Ok(ticket) => {
                         if halted_logged {
+                            metrics::gauge!("palm_discord_halted").set(0.0);
                             tracing::info!(
                                 "discord invalid-request budget recovered, calling discord again"
                             );
                         }
-                        return ticket;
+                        return Ok(ticket);
                     }
                     Err(wait) => {
                         if !halted_logged && state.halted(now) {
@@ -406,9 +436,16 @@ impl RateLimiter {
                     }
                 }
             };
+            let stopping = shutdown.is_cancelled();
             match wait {
+                Wait::Until(at) if stopping && at > now + PATIENCE_WHEN_STOPPING => {
+                    return Err(Stopping);
+                }
                 Wait::Until(at) => {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                        () = shutdown.cancelled(), if !stopping => {}
+                    }
                 }
                 Wait::Answer => {
                     tokio::select! {
@@ -666,6 +703,24 @@ mod tests {
         };
         assert!(!shared.is_invalid());
         assert!(too_many(10, false).is_invalid());
+    }
+
+    #[test]
+    fn requests_in_flight_count_against_what_is_left_of_the_budget() {
+        let mut state = State::new(40, 2);
+        let (a, b) = (Route::new("GET /a"), Route::new("GET /b"));
+        let t0 = Instant::now();
+        let unauthorized = Feedback {
+            status: 401,
+            ..Feedback::default()
+        };
+        let first = state.try_acquire(&a, t0).unwrap();
+        state.record(&first, &unauthorized, t0);
+        // One invalid answer, one left in the budget: one request at a time.
+        let second = state.try_acquire(&b, t0).unwrap();
+        assert_eq!(state.try_acquire(&a, t0).unwrap_err(), Wait::Answer);
+        state.record(&second, &Feedback::default(), t0);
+        assert!(state.try_acquire(&a, t0).is_ok());
     }
 
     #[test]

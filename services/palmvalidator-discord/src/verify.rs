@@ -88,7 +88,8 @@ impl Rejection {
 /// A verification that could not be decided now.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    /// The service is stopping while Discord is unreachable.
+    /// The service is stopping and Discord cannot be called now (it is
+    /// unreachable, or the limits would make the job wait too long).
     #[error(transparent)]
     Stopping(#[from] Stopping),
     /// Discord answered something that says nothing about the user.
