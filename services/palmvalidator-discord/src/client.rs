@@ -12,6 +12,9 @@
 //!   the job has already obtained: an OAuth2 code is single-use, so once it
 //!   is exchanged the access token in this process is the only proof left.
 //! - Any other answer goes back to the caller, which decides what it means.
+//! - Once the service is stopping, a caller waiting for Discord to come back
+//!   (or for a long rate-limit wait) gets [`Stopping`], and its job goes
+//!   back to the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,7 +194,8 @@ impl DiscordClient {
     }
 
     /// Sends `call`, waiting out rate limits and outages; returns Discord's
-    /// answer, or [`Stopping`] if `shutdown` comes while Discord is down.
+    /// answer, or [`Stopping`] if `shutdown` comes while Discord is down or
+    /// the limits would keep the request waiting long.
     pub async fn send(
         &self,
         call: &Call<'_>,
