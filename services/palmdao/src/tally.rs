@@ -25,6 +25,7 @@ use palm_core::Envelope;
 use palm_core::events::{VoteRejected, VoteValidated};
 use palm_mongo::mongodb::Database;
 use palm_mongo::mongodb::bson::{Bson, Document, doc};
+use palm_mongo::mongodb::options::ReturnDocument;
 
 use crate::api::proposals::{PROPOSALS, VOTES};
 use crate::api::to_bson_time;
@@ -72,8 +73,9 @@ pub async fn apply_validated(
     let vote_id = result.vote_id.to_string();
     let votes = database.collection::<Document>(VOTES);
     let allocation: Vec<Bson> = result.allocation.iter().map(|a| Bson::Double(*a)).collect();
-    votes
-        .update_one(
+    // One round trip on the common path: the transition returns the vote.
+    let transitioned = votes
+        .find_one_and_update(
             doc! { "_id": &vote_id, "status": "pending" },
             doc! { "$set": {
                 "status": "valid",
@@ -82,13 +84,18 @@ pub async fn apply_validated(
                 "decided_at": to_bson_time(Utc::now()),
             } },
         )
+        .return_document(ReturnDocument::After)
         .await
         .map_err(HandlerError::transient)?;
-    let vote = votes
-        .find_one(doc! { "_id": &vote_id })
-        .await
-        .map_err(HandlerError::transient)?
-        .ok_or_else(|| HandlerError::permanent(anyhow::anyhow!("unknown vote {vote_id}")))?;
+    let vote = match transitioned {
+        Some(vote) => vote,
+        // Decided before (a redelivery): its ballot step may still be due.
+        None => votes
+            .find_one(doc! { "_id": &vote_id })
+            .await
+            .map_err(HandlerError::transient)?
+            .ok_or_else(|| HandlerError::permanent(anyhow::anyhow!("unknown vote {vote_id}")))?,
+    };
     if vote.get_str("status") != Ok("valid") {
         // Rejected earlier by a conflicting result: the first decision holds.
         tracing::warn!(status = ?vote.get_str("status"), "validated vote was already decided otherwise");
