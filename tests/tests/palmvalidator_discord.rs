@@ -5,7 +5,8 @@
 //! its level rises by one, the configured role is granted); an invalid code,
 //! a too-young account, a missing guild membership and a missing `identify`
 //! scope are each rejected with their own reason; the same Discord account
-//! on a second PalmID is rejected with `identity_in_use`.
+//! on a second PalmID is rejected with `identity_in_use`; a bad `discord.*`
+//! value stops the service with exit code 78 naming the key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -179,4 +180,38 @@ async fn the_same_discord_account_on_a_second_palm_id_is_rejected() {
     assert_eq!(suite.level(&second).await, 1);
     assert_eq!(suite.level(&first).await, 2);
     suite.stop().await;
+}
+
+#[tokio::test]
+async fn bad_discord_settings_stop_the_service_naming_the_key() {
+    use palm_testkit::process::binary;
+    for (var, value, key) in [
+        ("PALM__DISCORD__CLIENT_SECRET", "", "discord.client_secret"),
+        (
+            "PALM__DISCORD__BASE_URL",
+            "https://discord.com/api/v10",
+            "discord.base_url",
+        ),
+        (
+            "PALM__DISCORD__MAX_REQUESTS_PER_SECOND",
+            "50",
+            "discord.max_requests_per_second",
+        ),
+        (
+            "PALM__DISCORD__REQUIRE_GUILD_MEMBERSHIP",
+            "true",
+            "discord.require_guild_membership",
+        ),
+    ] {
+        let env = palm_tests::ServiceEnv::new();
+        let mut service =
+            ServiceProcess::spawn(binary("palmvalidator-discord"), &env.vars(&[(var, value)]));
+        assert_eq!(
+            service.wait(Duration::from_secs(10)).await,
+            Some(78),
+            "{var}={value}: EX_CONFIG"
+        );
+        let output = service.output().join("\n");
+        assert!(output.contains(&format!("`{key}`")), "{output}");
+    }
 }
