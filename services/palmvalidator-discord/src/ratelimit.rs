@@ -17,9 +17,10 @@
 //!   until an answer tells them; a `429` empties the bucket until its
 //!   `Retry-After`.
 //! - **Invalid-request budget**: 401, 403 and 429 answers (except 429s of
-//!   the `shared` scope, which Discord does not count) within ten minutes;
-//!   at the budget nothing goes out until old ones age out of the window,
-//!   so this process can never reach Discord's 10,000 ban threshold.
+//!   the `shared` scope, which Discord does not count) within ten minutes,
+//!   plus the requests in flight (each may come back invalid); at the
+//!   budget nothing goes out until old ones age out of the window, so this
+//!   process can never reach Discord's 10,000 ban threshold.
 //!
 //! The bookkeeping is a plain state machine ([`State`]) over explicit
 //! instants, unit-tested without clocks; [`RateLimiter`] wraps it with a
