@@ -472,10 +472,12 @@ pub async fn cast(
         .map_err(|_| Problem::validation("signature must be 65 bytes of 0x hex"))?;
 
     // The facts the validator decides on, as of now.
-    let voter = super::palm_ids::load(database, session.0)
-        .await?
-        .ok_or_else(|| Problem::not_found("PalmID"))?;
-    let is_member = communities::is_member(&state, &rules_view.community_id, session.0).await?;
+    // The voter and their membership, read concurrently.
+    let (voter, is_member) = tokio::try_join!(
+        super::palm_ids::load(database, session.0),
+        communities::is_member(&state, &rules_view.community_id, session.0),
+    )?;
+    let voter = voter.ok_or_else(|| Problem::not_found("PalmID"))?;
 
     let vote_id = Uuid::now_v7();
     let submitted_at = Utc::now();
