@@ -1,8 +1,8 @@
 # One entry point for people and CI alike. `make help` lists the targets.
-.PHONY: help run test bench lint fmt deny
+.PHONY: help run test bench bench-api lint fmt deny
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 run: ## build and run the four services locally against RabbitMQ and MongoDB (Ctrl-C stops them)
 	@scripts/run-local.sh
@@ -10,8 +10,12 @@ run: ## build and run the four services locally against RabbitMQ and MongoDB (Ct
 test: ## run every test against the real RabbitMQ and MongoDB (or the stand-in), starting what is missing
 	@eval "$$(scripts/test-deps.sh)" && cargo build --workspace --bins --locked && cargo nextest run --workspace --locked
 
-bench: ## print AMQP throughput: raw lapin versus palm-amqp
+bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao API benchmark
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput
+	@$(MAKE) --no-print-directory bench-api
+
+bench-api: ## print palmdao API requests/s, p50/p99 latency and MongoDB round trips per request
+	@eval "$$(scripts/test-deps.sh)" && cargo build --release --locked -p palmdao --bin palmdao && cargo bench --locked -p palm-tests --bench palmdao_api
 
 lint: ## formatting and clippy, as CI runs them
 	cargo fmt --all --check
