@@ -126,7 +126,11 @@ impl ServiceEnv {
 
 /// GETs `http://{addr}{path}` and returns the status code and body.
 pub async fn get(addr: &str, path: &str) -> (u16, String) {
-    match reqwest::get(format!("http://{addr}{path}")).await {
+    match palm_service::http::client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+    {
         Ok(response) => {
             let status = response.status().as_u16();
             (status, response.text().await.unwrap_or_default())

@@ -76,7 +76,7 @@ impl Palmdao {
             process,
             base: format!("http://{addr}"),
             env,
-            http: reqwest::Client::new(),
+            http: palm_service::http::client(),
         }
     }
 

@@ -183,7 +183,7 @@ async fn bad_requests_get_problem_responses() {
     // connection, so this request gets a client (connection) of its own.
     let huge =
         serde_json::to_vec(&json!({ "message": "x".repeat(200_000), "signature": "0x" })).unwrap();
-    let response = reqwest::Client::new()
+    let response = palm_service::http::client()
         .post(format!("{}/v1/auth/siwe", palmdao.base))
         .header("content-type", "application/json")
         .body(huge)
@@ -265,7 +265,7 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
         ("PALM__HTTP__RATE_LIMIT_BURST", "3"),
     ])
     .await;
-    let client = reqwest::Client::new();
+    let client = palm_service::http::client();
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..5 {

@@ -59,7 +59,9 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
     assert!(checked >= 23, "operations checked: {checked}");
 
     // Swagger UI reads the same document.
-    let page = reqwest::get(format!("{}/docs", palmdao.base))
+    let page = palm_service::http::client()
+        .get(format!("{}/docs", palmdao.base))
+        .send()
         .await
         .unwrap()
         .text()

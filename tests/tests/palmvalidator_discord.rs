@@ -187,11 +187,7 @@ async fn bad_discord_settings_stop_the_service_naming_the_key() {
     use palm_testkit::process::binary;
     for (var, value, key) in [
         ("PALM__DISCORD__CLIENT_SECRET", "", "discord.client_secret"),
-        (
-            "PALM__DISCORD__BASE_URL",
-            "https://discord.com/api/v10",
-            "discord.base_url",
-        ),
+        ("PALM__DISCORD__BASE_URL", "discord.com", "discord.base_url"),
         (
             "PALM__DISCORD__MAX_REQUESTS_PER_SECOND",
             "50",

@@ -58,7 +58,9 @@ async fn a_message_is_claimed_once_even_under_concurrent_claims() {
 #[tokio::test]
 async fn a_lease_has_one_holder_and_its_epoch_grows_on_takeover() {
     let db = database().await;
-    let ttl = Duration::from_millis(400);
+    // Long enough that a loaded machine cannot let it lapse between the
+    // first two calls; the takeover below waits for the expiry anyway.
+    let ttl = Duration::from_millis(1500);
     let a = Lease::new(&db, "relay", "a", ttl);
     let b = Lease::new(&db, "relay", "b", ttl);
     assert_eq!(a.try_acquire().await.unwrap(), Some(1));

@@ -13,10 +13,12 @@
 //!   `telemetry`, `shutdown`).
 //! - [`telemetry`]: logs and traces.
 //! - [`admin`]: the admin HTTP server and the [`Readiness`] registry.
+//! - [`http`]: the one way to build an outgoing HTTP client (TLS ready).
 //! - [`runtime`]: [`run`] and the [`Runtime`] handed to a service.
 
 pub mod admin;
 pub mod config;
+pub mod http;
 pub mod runtime;
 pub mod settings;
 pub mod telemetry;

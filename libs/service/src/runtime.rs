@@ -44,6 +44,7 @@ where
     F: FnOnce(S, Runtime) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    crate::http::install_crypto_provider();
     let settings = match config::load::<S>() {
         Ok(settings) => settings,
         Err(error) => {

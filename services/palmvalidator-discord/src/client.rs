@@ -163,7 +163,7 @@ struct Inner {
 impl DiscordClient {
     /// A client for `settings`, identifying itself as `instance`.
     pub fn new(settings: &DiscordSettings, instance: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = palm_service::http::client_builder()
             .user_agent(user_agent(instance))
             .timeout(Duration::from_millis(settings.request_timeout_ms))
             .build()

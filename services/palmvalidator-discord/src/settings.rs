@@ -13,12 +13,6 @@ use serde::Deserialize;
 /// stay below it.
 pub const DISCORD_INVALID_REQUEST_LIMIT: u32 = 10_000;
 
-/// Whether this build's HTTP client speaks TLS. The workspace builds
-/// `reqwest` without a TLS backend to keep the dependency tree small, so
-/// `https://` base URLs are refused at startup (naming the key) instead of
-/// failing on every request; see `docs/palmvalidator-discord.md`.
-pub const TLS_SUPPORTED: bool = false;
-
 /// Discord's global limit for one bot token, per second.
 pub const DISCORD_GLOBAL_LIMIT_PER_SECOND: u32 = 50;
 
@@ -112,12 +106,6 @@ impl DiscordSettings {
             || base.len() <= "https://".len()
         {
             return bad("base_url", "must be an http(s) URL");
-        }
-        if base.starts_with("https://") && !TLS_SUPPORTED {
-            return bad(
-                "base_url",
-                "this build has no TLS client: use an http:// URL (an egress proxy that originates TLS to discord.com, or a local fake)",
-            );
         }
         if self
             .bot_token
@@ -240,12 +228,6 @@ mod tests {
             key(&|s| s.base_url = "discord.com".into()),
             "discord.base_url"
         );
-        if !TLS_SUPPORTED {
-            assert_eq!(
-                key(&|s| s.base_url = "https://discord.com/api/v10".into()),
-                "discord.base_url"
-            );
-        }
         assert_eq!(
             key(&|s| s.client_secret = SecretString::from("")),
             "discord.client_secret"

@@ -264,7 +264,7 @@ impl std::error::Error for Refused {}
 impl Api {
     fn new(options: &Options) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: palm_service::http::client(),
             base: options.api.clone(),
             token: options.token.clone(),
         }
