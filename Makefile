@@ -1,5 +1,5 @@
 # One entry point for people and CI alike. `make help` lists the targets.
-.PHONY: help run test bench bench-api lint fmt deny
+.PHONY: help run test bench bench-api bench-votes lint fmt deny
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -10,9 +10,10 @@ run: ## build and run the four services locally against RabbitMQ and MongoDB (Ct
 test: ## run every test against the real RabbitMQ and MongoDB (or the stand-in), starting what is missing
 	@eval "$$(scripts/test-deps.sh)" && cargo build --workspace --bins --locked && cargo nextest run --workspace --locked
 
-bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao API benchmark
+bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao API and vote pipeline benchmarks
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput
 	@$(MAKE) --no-print-directory bench-api
+	@$(MAKE) --no-print-directory bench-votes
 
 bench-api: ## print palmdao API requests/s, p50/p99 latency and MongoDB round trips per request
 	@eval "$$(scripts/test-deps.sh)" && cargo build --release --locked -p palmdao --bin palmdao && cargo bench --locked -p palm-tests --bench palmdao_api
@@ -26,3 +27,6 @@ fmt: ## format the code
 
 deny: ## licenses, advisories and banned crates (needs cargo-deny)
 	cargo deny check
+
+bench-votes: ## print end-to-end votes/s (submit → counted) with 1 and 2 validators, and submit-to-decided p50/p99 at half that rate
+	@eval "$$(scripts/test-deps.sh)" && cargo build --release --locked -p palmdao -p palmvalidator --bins && cargo bench --locked -p palm-tests --bench vote_pipeline

@@ -225,7 +225,7 @@ async fn drive(
         .map(|_| {
             let (make, next) = (Arc::clone(make), Arc::clone(&next));
             tokio::spawn(async move {
-                let http = reqwest::Client::builder()
+                let http = palm_service::http::client_builder()
                     .pool_max_idle_per_host(1)
                     .build()
                     .unwrap();
@@ -484,7 +484,7 @@ async fn main() {
         voters: env_or("BENCH_VOTERS", 48).max(1),
         idle: Duration::from_secs_f64(env_or("BENCH_IDLE_SECS", 5.0)),
     };
-    let http = reqwest::Client::new();
+    let http = palm_service::http::client();
 
     // The bench holds the relay's lease from the start, as another replica
     // would, so the request-path probes run with palmdao's relay standing by.
