@@ -48,6 +48,8 @@ pub struct Palmdao {
     pub base: String,
     /// The isolation it runs in (prefix, database).
     pub env: ServiceEnv,
+    /// `host:port` of its admin server (`/readyz`, `/metrics`).
+    pub admin: String,
     http: reqwest::Client,
 }
 
@@ -74,6 +76,7 @@ impl Palmdao {
         .await;
         Self {
             process,
+            admin,
             base: format!("http://{addr}"),
             env,
             http: palm_service::http::client(),
