@@ -569,18 +569,9 @@ async fn main() {
     let proposal_id = proposal["id"].as_str().unwrap().to_owned();
     let mut voters = Vec::with_capacity(params.voters);
     for n in 0..params.voters {
-        let key = key(&format!("bench-voter-{n}-{}", Uuid::new_v4()));
-        let session = palmdao.sign_in(&key).await;
-        let token: Arc<str> = Arc::from(session["token"].as_str().unwrap());
-        let (status, body) = palmdao
-            .send(
-                Method::POST,
-                &format!("/v1/communities/{slug}/join"),
-                Some(&token),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
+        let (key, token) = palmdao.new_member(&format!("bench-voter-{n}")).await;
+        palmdao.join(&slug, &token).await;
+        let token: Arc<str> = Arc::from(token);
         voters.push(Voter { key, token });
     }
     let votes_needed = params.probe + params.warmup + params.requests;

@@ -232,20 +232,8 @@ async fn scenario(params: &Params, instances: usize) -> String {
     let proposal = proposal["id"].as_str().unwrap().to_owned();
     let mut voters = Vec::new();
     for _ in 0..params.voters {
-        let key = key(&format!("voter-{}", Uuid::new_v4()));
-        let token = palmdao.sign_in(&key).await["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let (status, _) = palmdao
-            .send(
-                Method::POST,
-                &format!("/v1/communities/{slug}/join"),
-                Some(&token),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(status, 201);
+        let (key, token) = palmdao.new_member("voter").await;
+        palmdao.join(&slug, &token).await;
         voters.push(Voter { key, token });
     }
     let mongo = mongodb::Client::with_uri_str(palm_testkit::mongo_url())

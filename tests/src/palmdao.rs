@@ -187,6 +187,30 @@ impl Palmdao {
         body
     }
 
+    /// Joins community `slug` as `token`'s owner (asserts `201`).
+    pub async fn join(&self, slug: &str, token: &str) {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/communities/{slug}/join"),
+                Some(token),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// A new PalmID from a fresh key named after `seed`, signed in; returns
+    /// the key and the session token.
+    pub async fn new_member(&self, seed: &str) -> (LocalKey, String) {
+        let key = key(&format!("{seed}-{}", uuid::Uuid::new_v4()));
+        let token = self.sign_in(&key).await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (key, token)
+    }
+
     /// SIGTERM, a clean exit, and teardown.
     pub async fn stop(mut self) {
         self.process.sigterm();

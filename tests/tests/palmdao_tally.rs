@@ -45,15 +45,7 @@ async fn voter(palmdao: &Palmdao, slug: &str) -> Voter {
         palm_id: Uuid::parse_str(body["palm_id"].as_str().unwrap()).unwrap(),
         address: signer.address().to_checksummed(),
     };
-    let (status, _) = palmdao
-        .send(
-            Method::POST,
-            &format!("/v1/communities/{slug}/join"),
-            Some(&voter.token),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    palmdao.join(slug, &voter.token).await;
     voter
 }
 
@@ -271,7 +263,13 @@ async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_cl
         ))
         .await
         .unwrap();
-    // A later decision for a decided vote changes nothing either.
+    // A later decision for a decided vote changes nothing either. (Results
+    // are applied concurrently, so it is sent once the first has landed;
+    // whichever lands first is the one that holds.)
+    eventually("the rejection applied", Duration::from_secs(20), || async {
+        (status_of(&palmdao, &voters[2], rejected).await == "rejected").then_some(())
+    })
+    .await;
     publish(validated(proposal, &voters[2], rejected, 3)).await;
 
     eventually(

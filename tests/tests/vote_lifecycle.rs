@@ -33,21 +33,9 @@ struct Voter {
 }
 
 async fn voter(palmdao: &Palmdao, slug: Option<&str>) -> Voter {
-    let key = key(&format!("voter-{}", Uuid::new_v4()));
-    let token = palmdao.sign_in(&key).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (key, token) = palmdao.new_member("voter").await;
     if let Some(slug) = slug {
-        let (status, _) = palmdao
-            .send(
-                Method::POST,
-                &format!("/v1/communities/{slug}/join"),
-                Some(&token),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(status, 201);
+        palmdao.join(slug, &token).await;
     }
     Voter { key, token }
 }
