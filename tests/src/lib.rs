@@ -14,6 +14,7 @@
 
 pub mod fake_discord;
 pub mod palmdao;
+pub mod tap;
 
 use palm_amqp::{AmqpSettings, QueueSpec, Topology};
 

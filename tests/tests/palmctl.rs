@@ -6,18 +6,16 @@
 //! will check it: its EIP-712 signature recovers the voter.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use palm_amqp::{Broker, Consumer, Incoming, Publisher, Topology};
 use palm_core::events::VoteSubmitted;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_testkit::eventually;
 use palm_testkit::process::binary;
 use palm_tests::palmdao::{Palmdao, key};
+use palm_tests::tap::EventTap;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// What one `palmctl` run did.
@@ -180,32 +178,7 @@ async fn the_walkthrough_from_nothing_to_a_submitted_vote() {
     let api = palmdao.base.as_str();
     // The validator's queue, declared before the vote so vote.submitted is
     // routed to it and the test can check the signature palmctl made.
-    let settings = palmdao.env.amqp_settings();
-    let jobs = Broker::start(
-        settings.clone(),
-        Topology::new(&settings, palmvalidator::queues()),
-    );
-    jobs.wait_connected(Duration::from_secs(20)).await.unwrap();
-    let submitted: Arc<Mutex<Vec<VoteSubmitted>>> = Arc::default();
-    let stop = CancellationToken::new();
-    let consumer = {
-        let submitted = Arc::clone(&submitted);
-        Consumer::new(
-            &jobs,
-            &Publisher::new(jobs.clone()),
-            "palmvalidator.jobs",
-            move |message: Incoming| {
-                if message.routing_key == "vote.submitted" {
-                    submitted
-                        .lock()
-                        .unwrap()
-                        .push(message.envelope::<VoteSubmitted>().unwrap().payload);
-                }
-                std::future::ready(Ok(()))
-            },
-        )
-    };
-    let consuming = tokio::spawn(consumer.run(stop.clone()));
+    let jobs = EventTap::start(&palmdao.env, palmvalidator::queues().remove(0)).await;
 
     // The admin signs in and creates a community and a proposal.
     let admin_seed = format!("admin-{}", Uuid::new_v4());
@@ -296,7 +269,10 @@ async fn the_walkthrough_from_nothing_to_a_submitted_vote() {
         "vote.submitted on the validator's queue",
         Duration::from_secs(20),
         || {
-            let found = submitted.lock().unwrap().first().cloned();
+            let found = jobs
+                .events::<VoteSubmitted>()
+                .first()
+                .map(|e| e.payload.clone());
             async move { found }
         },
     )
@@ -325,9 +301,7 @@ async fn the_walkthrough_from_nothing_to_a_submitted_vote() {
     assert_eq!(typed["message"]["voter"], voter.address().to_checksummed());
     assert_eq!(typed["message"]["choice"], "1");
 
-    stop.cancel();
-    consuming.await.unwrap().unwrap();
-    jobs.close().await;
+    jobs.stop().await;
     palmdao.env.teardown(&palmvalidator::queues()).await;
     palmdao.stop().await;
 }

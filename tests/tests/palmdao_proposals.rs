@@ -3,17 +3,15 @@
 //! carries.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use palm_amqp::{Broker, Consumer, Incoming, Publisher, Topology};
 use palm_core::events::VoteSubmitted;
 use palm_testkit::eventually;
 use palm_tests::palmdao::{FakeValidator, Palmdao, key};
+use palm_tests::tap::EventTap;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 fn code(body: &Value) -> &str {
@@ -25,32 +23,7 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
     let palmdao = Palmdao::start().await;
     // The validator's queue, declared before anything is voted so the
     // outbox's publish of vote.submitted is routed to it.
-    let settings = palmdao.env.amqp_settings();
-    let jobs = Broker::start(
-        settings.clone(),
-        Topology::new(&settings, palmvalidator::queues()),
-    );
-    jobs.wait_connected(Duration::from_secs(20)).await.unwrap();
-    let submitted: Arc<Mutex<Vec<VoteSubmitted>>> = Arc::default();
-    let stop = CancellationToken::new();
-    let consumer = {
-        let submitted = Arc::clone(&submitted);
-        Consumer::new(
-            &jobs,
-            &Publisher::new(jobs.clone()),
-            "palmvalidator.jobs",
-            move |message: Incoming| {
-                if message.routing_key == "vote.submitted" {
-                    submitted
-                        .lock()
-                        .unwrap()
-                        .push(message.envelope::<VoteSubmitted>().unwrap().payload);
-                }
-                std::future::ready(Ok(()))
-            },
-        )
-    };
-    let consuming = tokio::spawn(consumer.run(stop.clone()));
+    let jobs = EventTap::start(&palmdao.env, palmvalidator::queues().remove(0)).await;
 
     let validator = FakeValidator::connect(&palmdao).await;
     let admin = palmdao
@@ -182,7 +155,10 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
         "vote.submitted on the validator's queue",
         Duration::from_secs(20),
         || {
-            let found = submitted.lock().unwrap().first().cloned();
+            let found = jobs
+                .events::<VoteSubmitted>()
+                .first()
+                .map(|e| e.payload.clone());
             async move { found }
         },
     )
@@ -195,9 +171,7 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
     assert_eq!(job.proposal.strategy, "one-person-one-vote");
     assert_eq!(job.choice, json!(1));
 
-    stop.cancel();
-    consuming.await.unwrap().unwrap();
-    jobs.close().await;
+    jobs.stop().await;
     validator.close().await;
     palmdao.env.teardown(&palmvalidator::queues()).await;
     palmdao.stop().await;

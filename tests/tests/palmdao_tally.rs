@@ -8,23 +8,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{Duration as Span, Utc};
 use futures_util::TryStreamExt;
-use palm_amqp::{Broker, Consumer, Incoming, OutgoingMessage, Publisher, QueueSpec, Topology};
+use palm_amqp::{OutgoingMessage, QueueSpec};
 use palm_core::Envelope;
 use palm_core::events::{ProposalClosed, ProposalOpened, VoteRejected, VoteValidated};
 use palm_testkit::eventually;
 use palm_tests::palmdao::{FakeValidator, Palmdao, key};
+use palm_tests::tap::EventTap;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-/// A lifecycle event as received: routing key and body.
-type Seen = (String, Vec<u8>);
 
 /// A well-formed signature; the (fake) validator does not check it.
 fn signature() -> String {
@@ -161,33 +157,8 @@ async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_cl
     ])
     .await;
     // The lifecycle events, read from a queue of the test's own.
-    let settings = palmdao.env.amqp_settings();
     let lifecycle_queue = QueueSpec::new("test.lifecycle", &["proposal.opened", "proposal.closed"]);
-    let broker = Broker::start(
-        settings.clone(),
-        Topology::new(&settings, vec![lifecycle_queue.clone()]),
-    );
-    broker
-        .wait_connected(Duration::from_secs(20))
-        .await
-        .unwrap();
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let stop = CancellationToken::new();
-    let consuming = {
-        let seen = Arc::clone(&seen);
-        let consumer = Consumer::new(
-            &broker,
-            &Publisher::new(broker.clone()),
-            "test.lifecycle",
-            move |message: Incoming| {
-                seen.lock()
-                    .unwrap()
-                    .push((message.routing_key.clone(), message.body.clone()));
-                std::future::ready(Ok(()))
-            },
-        );
-        tokio::spawn(consumer.run(stop.clone()))
-    };
+    let lifecycle = EventTap::start(&palmdao.env, lifecycle_queue.clone()).await;
     let validator = FakeValidator::connect(&palmdao).await;
     let publish = |event: Envelope<VoteValidated>| {
         let message = OutgoingMessage::event(validator.broker.names(), &event);
@@ -307,10 +278,7 @@ async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_cl
 
     // The scheduler closes it on time, with the final tally.
     let closed = eventually("proposal.closed", Duration::from_secs(20), || async {
-        let seen = seen.lock().unwrap().clone();
-        seen.iter()
-            .find(|(kind, _)| kind == "proposal.closed")
-            .map(|(_, body)| Envelope::<ProposalClosed>::from_json(body).unwrap())
+        lifecycle.events::<ProposalClosed>().first().cloned()
     })
     .await;
     let lateness = closed.occurred_at - end;
@@ -337,23 +305,10 @@ async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_cl
     .await;
     assert_eq!(powers(&tally(&palmdao, proposal).await), [0.0, 2.0, 1.0]);
 
-    let seen = seen.lock().unwrap().clone();
-    let opened: Vec<_> = seen
-        .iter()
-        .filter(|(kind, _)| kind == "proposal.opened")
-        .map(|(_, body)| Envelope::<ProposalOpened>::from_json(body).unwrap())
-        .collect();
-    assert_eq!(opened.len(), 1, "opened once");
-    assert_eq!(
-        seen.iter()
-            .filter(|(kind, _)| kind == "proposal.closed")
-            .count(),
-        1
-    );
+    assert_eq!(lifecycle.events::<ProposalOpened>().len(), 1, "opened once");
+    assert_eq!(lifecycle.events::<ProposalClosed>().len(), 1, "closed once");
 
-    stop.cancel();
-    consuming.await.unwrap().unwrap();
-    broker.close().await;
+    lifecycle.stop().await;
     validator.close().await;
     palmdao.env.teardown(&[lifecycle_queue]).await;
     palmdao.stop().await;

@@ -7,21 +7,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{Duration as Span, Utc};
-use palm_amqp::{Broker, Consumer, Incoming, Publisher, QueueSpec, Topology};
-use palm_core::Envelope;
+use palm_amqp::QueueSpec;
 use palm_core::eth::LocalKey;
 use palm_core::events::ProposalClosed;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_testkit::eventually;
 use palm_testkit::process::{ServiceProcess, binary};
 use palm_tests::palmdao::{Palmdao, key};
+use palm_tests::tap::EventTap;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The app palmdao puts in every vote: its sign-in domain in the tests.
@@ -138,31 +136,8 @@ async fn many_signed_votes_are_decided_once_counted_as_recounted_and_closed_on_t
         })
         .await;
     }
-    let settings = palmdao.env.amqp_settings();
     let closed_queue = QueueSpec::new("test.closed", &["proposal.closed"]);
-    let broker = Broker::start(
-        settings.clone(),
-        Topology::new(&settings, vec![closed_queue.clone()]),
-    );
-    broker
-        .wait_connected(Duration::from_secs(20))
-        .await
-        .unwrap();
-    let closed: Arc<Mutex<Vec<Envelope<ProposalClosed>>>> = Arc::default();
-    let stop = CancellationToken::new();
-    let consuming = {
-        let closed = Arc::clone(&closed);
-        let consumer = Consumer::new(
-            &broker,
-            &Publisher::new(broker.clone()),
-            "test.closed",
-            move |message: Incoming| {
-                closed.lock().unwrap().push(message.envelope().unwrap());
-                std::future::ready(Ok(()))
-            },
-        );
-        tokio::spawn(consumer.run(stop.clone()))
-    };
+    let closed = EventTap::start(&palmdao.env, closed_queue.clone()).await;
 
     let admin = voter(&palmdao, None).await;
     let slug = format!("v-{}", &Uuid::new_v4().simple().to_string()[..8]);
@@ -295,7 +270,7 @@ async fn many_signed_votes_are_decided_once_counted_as_recounted_and_closed_on_t
 
     // It closes on time with that tally; a vote after the end is rejected.
     let event = eventually("proposal.closed", Duration::from_secs(40), || async {
-        closed.lock().unwrap().first().cloned()
+        closed.events::<ProposalClosed>().first().cloned()
     })
     .await;
     let lateness = event.occurred_at - end;
@@ -322,9 +297,7 @@ async fn many_signed_votes_are_decided_once_counted_as_recounted_and_closed_on_t
         .await;
     assert_eq!(results["final"], true);
 
-    stop.cancel();
-    consuming.await.unwrap().unwrap();
-    broker.close().await;
+    closed.stop().await;
     for mut validator in validators {
         validator.sigterm();
         assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));

@@ -10,7 +10,6 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use palm_mongo::AuditLog;
 use palm_mongo::audit::SUBJECTS_FIELD;
 use palm_mongo::mongodb::bson::{Document, doc};
@@ -92,26 +91,20 @@ async fn list_for(
     subject: String,
     query: &AuditQuery,
 ) -> Result<Json<Paged<AuditEntry>>, Problem> {
-    let limit = pages::limit(query.limit)?;
     let mut filter = doc! { SUBJECTS_FIELD: subject };
-    if let Some(before) = &query.cursor {
-        filter.insert("_id", doc! { "$lt": before });
-    }
     if let Some(event_type) = &query.event_type {
         filter.insert("type", event_type);
     }
-    let documents: Vec<Document> = state
-        .database()
-        .collection::<Document>(AUDIT_EVENTS)
-        .find(filter)
-        .sort(doc! { "_id": -1 })
-        .limit(limit + 1)
-        .await?
-        .try_collect()
-        .await?;
-    Ok(Json(Paged::from_documents(&documents, limit, entry, |d| {
-        d.get_str("_id").unwrap_or_default().to_owned()
-    })))
+    let page = pages::newest_first(
+        state.database().collection(AUDIT_EVENTS),
+        filter,
+        None,
+        query.limit,
+        query.cursor.as_deref(),
+        entry,
+    )
+    .await?;
+    Ok(Json(page))
 }
 
 /// The caller's own events, newest first.

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use palm_core::Envelope;
 use palm_core::events::DiscussionCreated;
 use palm_mongo::mongodb::bson::{Document, doc};
@@ -102,12 +101,7 @@ pub async fn create(
     Path(slug): Path<String>,
     ApiJson(request): ApiJson<CreateDiscussion>,
 ) -> Result<(StatusCode, HeaderMap, Json<DiscussionView>), Problem> {
-    let title_len = request.title.trim().chars().count();
-    if !(1..=200).contains(&title_len) || request.body.chars().count() > 20_000 {
-        return Err(Problem::validation(
-            "title must be 1 to 200 characters and body at most 20000",
-        ));
-    }
+    pages::check_title_and_body(&request.title, &request.body)?;
     let community = communities::find(&state, &slug).await?;
     let community_id = community.get_str("_id").unwrap_or_default().to_owned();
     if !communities::is_member(&state, &community_id, session.0).await? {
@@ -159,24 +153,18 @@ pub async fn list(
     Path(slug): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Paged<DiscussionView>>, Problem> {
-    let limit = pages::limit(page.limit)?;
     let community = communities::find(&state, &slug).await?;
-    let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
-    if let Some(before) = &page.cursor {
-        filter.insert("_id", doc! { "$lt": before });
-    }
-    let documents: Vec<Document> = state
-        .database()
-        .collection::<Document>(DISCUSSIONS)
-        .find(filter)
-        .sort(doc! { "_id": -1 })
-        .limit(limit + 1)
-        .await?
-        .try_collect()
-        .await?;
-    Ok(Json(Paged::from_documents(&documents, limit, view, |d| {
-        d.get_str("_id").unwrap_or_default().to_owned()
-    })))
+    let filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
+    let page = pages::newest_first(
+        state.database().collection(DISCUSSIONS),
+        filter,
+        None,
+        page.limit,
+        page.cursor.as_deref(),
+        view,
+    )
+    .await?;
+    Ok(Json(page))
 }
 
 /// The discussion with `id` in any community, or `404`.

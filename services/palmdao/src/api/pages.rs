@@ -1,8 +1,12 @@
-//! Bounded cursor pagination, one shape for every list: `?limit=1..100`
+//! Bounded cursor pagination, one shape for every list (and the text-size
+//! rule the listed threads and proposals share): `?limit=1..100`
 //! (default 20) and `?cursor=` taken from the previous page's `next_cursor`.
 //! A list reads `limit + 1` documents in its sort order; the extra one only
 //! tells whether a next page exists.
 
+use futures_util::TryStreamExt;
+use palm_mongo::mongodb::Collection;
+use palm_mongo::mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
 
 use super::problem::Problem;
@@ -61,6 +65,46 @@ impl<T> Paged<T> {
             next_cursor,
         }
     }
+}
+
+/// The title and body rule of discussions and proposals: a title of 1–200
+/// characters (not blank), a body of at most 20,000.
+pub fn check_title_and_body(title: &str, body: &str) -> Result<(), Problem> {
+    let title_len = title.trim().chars().count();
+    if !(1..=200).contains(&title_len) || body.chars().count() > 20_000 {
+        return Err(Problem::validation(
+            "title must be 1 to 200 characters and body at most 20000",
+        ));
+    }
+    Ok(())
+}
+
+/// A page of `collection`'s documents matching `filter`, newest first by
+/// `_id` (UUID v7 ids sort by creation time; the cursor is the last id
+/// shown), with `projection` if given.
+pub async fn newest_first<T>(
+    collection: Collection<Document>,
+    mut filter: Document,
+    projection: Option<Document>,
+    requested: Option<u32>,
+    cursor: Option<&str>,
+    view: impl Fn(&Document) -> T,
+) -> Result<Paged<T>, Problem> {
+    let limit = limit(requested)?;
+    if let Some(before) = cursor {
+        filter.insert("_id", doc! { "$lt": before });
+    }
+    let documents: Vec<Document> = collection
+        .find(filter)
+        .projection(projection.unwrap_or_default())
+        .sort(doc! { "_id": -1 })
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    Ok(Paged::from_documents(&documents, limit, view, |d| {
+        d.get_str("_id").unwrap_or_default().to_owned()
+    }))
 }
 
 #[cfg(test)]

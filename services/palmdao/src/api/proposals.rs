@@ -10,7 +10,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use palm_core::Envelope;
 use palm_core::events::{ProposalCreated, ProposalRules, VoteSubmitted, VoterFacts};
 use palm_core::voting;
@@ -199,12 +198,7 @@ pub async fn create(
 ) -> Result<(StatusCode, HeaderMap, Json<ProposalView>), Problem> {
     let community = communities::find(&state, &slug).await?;
     communities::require_admin(&community, session.0)?;
-    let title_len = request.title.trim().chars().count();
-    if !(1..=200).contains(&title_len) || request.body.chars().count() > 20_000 {
-        return Err(Problem::validation(
-            "title must be 1 to 200 characters and body at most 20000",
-        ));
-    }
+    pages::check_title_and_body(&request.title, &request.body)?;
     if !(2..=20).contains(&request.choices.len())
         || request
             .choices
@@ -336,7 +330,6 @@ pub async fn list(
     Path(slug): Path<String>,
     Query(query): Query<ProposalQuery>,
 ) -> Result<Json<Paged<ProposalView>>, Problem> {
-    let limit = pages::limit(query.limit)?;
     let community = communities::find(&state, &slug).await?;
     let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
     match query.status.as_deref() {
@@ -350,26 +343,17 @@ pub async fn list(
             ));
         }
     }
-    if let Some(before) = &query.cursor {
-        filter.insert("_id", doc! { "$lt": before });
-    }
-    let documents: Vec<Document> = state
-        .database()
-        .collection::<Document>(PROPOSALS)
-        .find(filter)
-        .projection(doc! { "ballots": 0 })
-        .sort(doc! { "_id": -1 })
-        .limit(limit + 1)
-        .await?
-        .try_collect()
-        .await?;
     let now = Utc::now();
-    Ok(Json(Paged::from_documents(
-        &documents,
-        limit,
+    let page = pages::newest_first(
+        state.database().collection(PROPOSALS),
+        filter,
+        Some(doc! { "ballots": 0 }),
+        query.limit,
+        query.cursor.as_deref(),
         |d| view(d, now),
-        |d| d.get_str("_id").unwrap_or_default().to_owned(),
-    )))
+    )
+    .await?;
+    Ok(Json(page))
 }
 
 async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
