@@ -1,5 +1,5 @@
 # One entry point for people and CI alike. `make help` lists the targets.
-.PHONY: help run test bench bench-api bench-votes lint fmt deny
+.PHONY: help run test test-rust check bench bench-api bench-votes lint fmt deny
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -7,8 +7,16 @@ help: ## list the targets
 run: ## build and run the four services locally against RabbitMQ and MongoDB (Ctrl-C stops them)
 	@scripts/run-local.sh
 
-test: ## run every test against the real RabbitMQ and MongoDB (or the stand-in), starting what is missing
+test: ## run every test: the Rust suite against the real RabbitMQ and MongoDB (or the stand-in), then the delivery checks
+	@$(MAKE) --no-print-directory test-rust
+	@$(MAKE) --no-print-directory check
+
+test-rust: ## the Rust tests only, starting RabbitMQ and the MongoDB stand-in if they are missing
 	@eval "$$(scripts/test-deps.sh)" && cargo build --workspace --bins --locked && cargo nextest run --workspace --locked
+
+# Each delivery area adds its own check-<area> target here; every one installs
+# its pinned tools (scripts/tools/) before it runs.
+check: ## delivery checks: observability, images, charts, workflows, operations
 
 bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao API and vote pipeline benchmarks
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Shared helpers for the pinned tool installers in scripts/tools/*.sh.
+# Source it; every installer is idempotent and installs into the
+# project-local .tools/ folder (never /usr/local), so a fresh clone gets the
+# same versions and a second run changes nothing:
+#   - ensure_apt PKG...             Debian packages (system-wide; only when missing)
+#   - ensure_venv NAME SPEC...      a Python virtualenv .tools/NAME with pinned pip specs
+#   - ensure_npm NAME SPEC...       an npm prefix .tools/NAME with pinned packages
+# The installers print nothing on stdout but the paths they are asked for,
+# so `$(scripts/tools/helm.sh)` style use works; progress goes to stderr.
+set -euo pipefail
+
+PALM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PALM_TOOLS="$PALM_ROOT/.tools"
+mkdir -p "$PALM_TOOLS/bin"
+
+tools_log() { echo "tools: $*" >&2; }
+
+# Installs the Debian packages that are not installed yet (one apt run).
+ensure_apt() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  tools_log "installing ${missing[*]} (apt)"
+  # A lock file keeps parallel installers from racing on dpkg.
+  (
+    flock 9
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  ) 9>"$PALM_TOOLS/apt.lock"
+}
+
+# ensure_venv NAME SPEC...: .tools/NAME is a virtualenv holding exactly the
+# pinned SPECs; reinstalls only when the spec list changes.
+ensure_venv() {
+  local name="$1"; shift
+  local venv="$PALM_TOOLS/$name"
+  local want; want="$(printf '%s\n' "$@")"
+  if [[ -x "$venv/bin/python" && "$(cat "$venv/.palm-specs" 2>/dev/null)" == "$want" ]]; then
+    return 0
+  fi
+  tools_log "installing $* into .tools/$name"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "$@" >&2
+  printf '%s' "$want" >"$venv/.palm-specs"
+}
+
+# ensure_npm NAME SPEC...: .tools/NAME is an npm prefix with the pinned SPECs.
+ensure_npm() {
+  local name="$1"; shift
+  local prefix="$PALM_TOOLS/$name"
+  local want; want="$(printf '%s\n' "$@")"
+  if [[ -d "$prefix/node_modules" && "$(cat "$prefix/.palm-specs" 2>/dev/null)" == "$want" ]]; then
+    return 0
+  fi
+  tools_log "installing $* into .tools/$name"
+  mkdir -p "$prefix"
+  npm install --silent --no-audit --no-fund --prefix "$prefix" "$@" >&2
+  printf '%s' "$want" >"$prefix/.palm-specs"
+}
