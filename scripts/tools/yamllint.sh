@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs yamllint from PyPI (the YAML linter) and prints its path. Pinned, idempotent,
+# installed into .tools/yamllint.
+set -euo pipefail
+# shellcheck source=scripts/tools/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_venv yamllint "yamllint==1.38.0"
+echo "$PALM_TOOLS/yamllint/bin/yamllint"
