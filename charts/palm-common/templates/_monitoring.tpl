@@ -31,6 +31,7 @@ spec:
   namespaceSelector:
     matchNames:
       - {{ include "palm.names.namespace" . }}
+  jobLabel: app.kubernetes.io/name
   endpoints:
     - port: admin
       path: /metrics
