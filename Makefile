@@ -1,5 +1,5 @@
 # One entry point for people and CI alike. `make help` lists the targets.
-.PHONY: help run test test-rust check bench bench-api bench-votes lint fmt deny
+.PHONY: help run test test-rust check bench bench-api bench-votes lint fmt deny check-workflows release-rehearsal
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ test-rust: ## the Rust tests only, starting RabbitMQ and the MongoDB stand-in if
 
 # Each delivery area adds its own check-<area> target here; every one installs
 # its pinned tools (scripts/tools/) before it runs.
-check: ## delivery checks: observability, images, charts, workflows, operations
+check: check-workflows ## delivery checks: observability, images, charts, workflows, operations
 
 bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao API and vote pipeline benchmarks
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput
@@ -38,3 +38,9 @@ deny: ## licenses, advisories and banned crates (needs cargo-deny)
 
 bench-votes: ## print end-to-end votes/s (submit → counted) with 1 and 2 validators, and submit-to-decided p50/p99 at half that rate
 	@eval "$$(scripts/test-deps.sh)" && cargo build --release --locked -p palmdao -p palmvalidator --bins && cargo bench --locked -p palm-tests --bench vote_pipeline
+
+check-workflows: ## actionlint + shellcheck on every workflow, SHA pins, the values bump/tag tests
+	@scripts/release/check-workflows.sh
+
+release-rehearsal: ## the release path locally: images → loopback registry → dev values bump → rendered charts → podman pull/run
+	@scripts/release/rehearsal.sh

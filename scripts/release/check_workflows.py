@@ -205,12 +205,22 @@ def main(argv: list[str]) -> int:
     blocks = 0
     for path in files:
         text = path.read_text(encoding="utf-8")
+        try:
+            yaml.compose(text)
+        except yaml.YAMLError as err:
+            findings.append(Finding(_rel(path), 1, f"not valid YAML: {err}"))
+            continue
         findings += check_pins(path, text)
         findings += check_shell(path, args.shellcheck, text)
         blocks += sum(1 for _ in run_blocks(path, text))
     for f in findings:
         print(f, file=sys.stderr)
-    pinned = sum(len(list(_uses_nodes(yaml.compose(p.read_text(encoding="utf-8"))))) for p in files)
+    pinned = 0
+    for p in files:
+        try:
+            pinned += len(list(_uses_nodes(yaml.compose(p.read_text(encoding="utf-8")))))
+        except yaml.YAMLError:
+            pass
     status = "FAILED" if findings else "ok"
     print(f"workflows: {len(files)} files, {pinned} uses: checked for SHA pins, "
           f"{blocks} run: blocks through shellcheck: {status} ({len(findings)} findings)")
