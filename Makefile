@@ -1,5 +1,5 @@
 # One entry point for people and CI alike. `make help` lists the targets.
-.PHONY: help run test test-rust check bench bench-api bench-votes lint fmt deny check-workflows release-rehearsal
+.PHONY: help run test test-rust check bench bench-api bench-votes lint fmt deny check-workflows release-rehearsal images check-images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ test-rust: ## the Rust tests only, starting RabbitMQ and the MongoDB stand-in if
 
 # Each delivery area adds its own check-<area> target here; every one installs
 # its pinned tools (scripts/tools/) before it runs.
-check: check-workflows ## delivery checks: observability, images, charts, workflows, operations
+check: check-workflows check-images ## delivery checks: observability, images, charts, workflows, operations
 
 bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao API and vote pipeline benchmarks
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput
@@ -44,3 +44,9 @@ check-workflows: ## actionlint + shellcheck on every workflow, SHA pins, the val
 
 release-rehearsal: ## the release path locally: images → loopback registry → dev values bump → rendered charts → podman pull/run
 	@scripts/release/rehearsal.sh
+
+images: ## build the four service images locally with buildah (palm/<service>:<version>-<date>) and print their sizes
+	@scripts/images/build.sh >/dev/null
+
+check-images: ## Dockerfile and compose checks; each image run read-only under podman against RabbitMQ and MongoDB
+	@scripts/images/check.sh
