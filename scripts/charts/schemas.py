@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes charts/<service>/values.schema.json for the four service charts.
+"""Writes values.schema.json for the four service charts and charts/palm-apps.
 
 The schemas share most of their shape (image, pod, probes, monitoring,
 network peers, ExternalSecret), so they are built here from one description
@@ -56,6 +56,7 @@ LABELS = {"type": "object", "additionalProperties": {"type": "string"},
 QUANTITY = {"type": ["string", "number"], "pattern": "^[0-9.]+[a-zA-Z]*$"}
 DURATION = string(pattern=r"^[0-9]+(ms|s|m|h)$")
 PORT = integer(1, 65535)
+DURATION_DAYS = string(pattern=r"^[0-9]+(d|h|w|y)$")
 SNOWFLAKE = string(pattern=r"^[0-9]{1,20}$")
 
 RESOURCES = obj({
@@ -238,7 +239,42 @@ def palmplatformmetrics() -> dict:
     return props
 
 
-CHARTS = {"palmdao": palmdao, "palmvalidator": palmvalidator,
+def palm_apps() -> dict:
+    def upstream(**extra) -> dict:
+        return obj({"enabled": BOOL, "repoURL": string(pattern=r"^(https://|oci://)"), "chart": string(minLength=1),
+                    # pinned: an exact version, never a range
+                    "version": string(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$"), "syncWave": integer(-100, 100), **extra})
+    service = obj({"enabled": BOOL, "syncWave": integer(-100, 100)})
+    ns = string(pattern=r"^[a-z0-9-]+$")
+    return {
+        "environment": {"enum": ["dev", "stg", "prod"]},
+        "repoURL": string(pattern=r"^https://"), "targetRevision": string(minLength=1),
+        "project": string(minLength=1), "argocdNamespace": ns, "destinationServer": string(pattern=r"^https://"),
+        "namespaces": obj({k: ns if k != "palm" else string(pattern=r"^$|^[a-z0-9-]+$") for k in
+                           ["palm", "monitoring", "rabbitmq", "mongodb", "externalSecrets", "keda", "uptimeKuma"]}),
+        "syncPolicy": obj({"prune": BOOL, "selfHeal": BOOL, "retryLimit": integer(0, 20)}),
+        "services": obj({name: service for name in
+                         ["palmdao", "palmvalidator", "palmvalidator-discord", "palmplatformmetrics", "palm-backup"]}),
+        "secretStore": obj({"name": string(minLength=1), "region": string(pattern=r"^[a-z]{2}-[a-z]+-[0-9]$"),
+                            "roleArn": string(pattern=r"^arn:aws:iam::[0-9]{12}:role/.+$"), "syncWave": integer(-100, 100),
+                            "remoteKeys": obj({k: string() for k in ["alertmanager", "grafana", "rabbitmq", "mongodb"]})}),
+        "platform": obj({
+            "externalSecrets": upstream(), "keda": upstream(),
+            "kubePrometheusStack": upstream(retention=DURATION_DAYS, storageSize=QUANTITY,
+                                            alertmanagerReplicas=integer(1, 5)),
+            "loki": upstream(replicas=integer(1, 10), bucket=string(minLength=3),
+                             roleArn=string(pattern=r"^arn:aws:iam::[0-9]{12}:role/.+$"), retention=DURATION),
+            "alloy": upstream(),
+            "rabbitmq": upstream(replicas={"const": 3}, storageSize=QUANTITY, resources=RESOURCES),
+            "mongodb": upstream(replicas={"const": 3}, replicaSetName=string(pattern=r"^[A-Za-z0-9_-]+$"),
+                                database=string(pattern=r'^[^/\\. "$]+$'), storageSize=QUANTITY, resources=RESOURCES),
+            "uptimeKuma": upstream(storageSize=QUANTITY),
+        }),
+        "monitoring": obj({"rules": BOOL, "dashboards": BOOL}),
+    }
+
+
+CHARTS = {"palm-apps": palm_apps, "palmdao": palmdao, "palmvalidator": palmvalidator,
           "palmvalidator-discord": palmvalidator_discord, "palmplatformmetrics": palmplatformmetrics}
 
 
