@@ -43,6 +43,7 @@ static_rc=0
 
 # --- live ------------------------------------------------------------------
 eval "$(scripts/test-deps.sh)"
+: "${PALM_AMQP_URL:?}" "${PALM_MONGO_URL:?}"
 # RabbitMQ's own metrics endpoint (idempotent; the plugin stays enabled).
 if ! (exec 3<>/dev/tcp/127.0.0.1/15692) 2>/dev/null; then
   log "enabling rabbitmq_prometheus"
@@ -66,6 +67,7 @@ done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 prefix="palm-obs-check"
 pids=()
+# shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
   local rc=$?
   if ((${#pids[@]})); then kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; fi
