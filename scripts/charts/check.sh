@@ -36,7 +36,8 @@ yamllint="$("$tools/yamllint.sh")"
 models="$("$tools/kubernetes-models.sh")"
 readme_generator="$("$tools/readme-generator.sh")"
 python="$("$tools/chartcheck.sh")"
-export PATH="$(dirname "$helm"):$PATH"
+PATH="$(dirname "$helm"):$PATH"
+export PATH
 
 out="$root/.tools/charts-rendered"
 rm -rf "$out" && mkdir -p "$out"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs checkov from PyPI (the policy checker for rendered Kubernetes manifests (run with --skip-download: offline)) and prints its path. Pinned, idempotent,
-# installed into .tools/checkov.
+# Installs checkov from PyPI and prints its path: the policy checker for
+# rendered Kubernetes manifests (run with --skip-download: offline). Pinned,
+# idempotent, installed into .tools/checkov.
 set -euo pipefail
 # shellcheck source=scripts/tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

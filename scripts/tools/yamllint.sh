@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs yamllint from PyPI (the YAML linter) and prints its path. Pinned, idempotent,
-# installed into .tools/yamllint.
+# Installs yamllint from PyPI and prints its path: the YAML linter. Pinned,
+# idempotent, installed into .tools/yamllint.
 set -euo pipefail
 # shellcheck source=scripts/tools/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
