@@ -87,7 +87,9 @@ def dry_run(env: str, root_app: Path | None = None) -> list[str]:
         except SystemExit as exit_:
             if exit_.code:
                 errors.append(f"{env}: argocheck exited {exit_.code}")
-    errors += [f"{env}: no chart at {path} in this repository" for path in plugin.missing]
+    errors += [f"{env}: an Application names {path}, which is not a chart in this repository (ArgoCD would "
+               "fail to sync it; disable it in helm-values/palm-apps/values-<env>.yaml under `services`)"
+               for path in plugin.missing]
     by_name = {node.name: node for node in plugin.nodes}
     for node in plugin.nodes:
         if node.error:
