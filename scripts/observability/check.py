@@ -6,6 +6,9 @@
   check.py live URL every PromQL expression of every dashboard and rule
                     evaluates against the real Prometheus at URL, and every
                     metric name they use is exported by a scraped target
+  check.py selftest TMP URL
+                    the checks above fail, naming the fault, on a copy of the
+                    tree with one fault of each kind planted
 
 Run by scripts/observability/check.sh (make check-observability), which
 installs promtool, amtool and this script's pinned dependencies
@@ -28,7 +31,8 @@ import urllib.request
 import promql_parser
 import yaml
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+# PALM_OBS_ROOT: another tree with the same layout (the self-test's broken copies).
+ROOT = os.environ.get("PALM_OBS_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OBS = os.path.join(ROOT, "observability")
 RULES = sorted(glob.glob(os.path.join(OBS, "prometheus", "rules", "*.rules.yml")))
 TESTS = sorted(glob.glob(os.path.join(OBS, "prometheus", "tests", "*.test.yml")))
@@ -356,11 +360,78 @@ def live(base: str) -> None:
     print(f"live: Prometheus loaded {loaded} rules in {len(groups)} groups, none unhealthy")
 
 
+# ---------------------------------------------------------------- self-test
+
+def selftest(tmp: str, base: str) -> None:
+    """Plants one fault of each kind in a copy of the tree; each must be named."""
+    import shutil
+    copy = os.path.join(tmp, "selftest")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(OBS, os.path.join(copy, "observability"))
+    shutil.copytree(RUNBOOKS, os.path.join(copy, "docs", "runbooks"))
+    am = os.path.join(copy, "observability", "alertmanager", "alertmanager.yml")
+    with open(am, encoding="utf-8") as f:
+        text = f.read()
+    routed = text.replace('    - receiver: chat\n      matchers:\n        - severity="warning"',
+                          '    - receiver: telegram-oncall\n      matchers:\n        - severity="warning"')
+    routed = routed.replace("send_resolved: true\n  - name: chat",
+                            "send_resolved: true\n        message: '{{ template \"x\" . }}'\n  - name: chat")
+    with open(am, "w", encoding="utf-8") as f:
+        f.write(routed)
+    os.remove(os.path.join(copy, "docs", "runbooks", "PalmLeaseFlapping.md"))
+    logs_path = os.path.join(copy, "observability", "dashboards", "logs.json")
+    with open(logs_path, encoding="utf-8") as f:
+        logs = json.load(f)
+    logs["panels"][-1]["targets"][0]["expr"] = '{service=~"$service", trace_id="x"}'
+    with open(logs_path, "w", encoding="utf-8") as f:
+        json.dump(logs, f)
+    svc_path = os.path.join(copy, "observability", "dashboards", "services.json")
+    with open(svc_path, encoding="utf-8") as f:
+        svc = json.load(f)
+    panel = next(p for p in svc["panels"] if p.get("targets"))
+    panel["targets"] += [
+        {"datasource": {"type": "prometheus", "uid": "${datasource}"}, "refId": "Y",
+         "expr": 'sum(rate(palm_no_such_metric_total{service=~"$service"}[$__rate_interval]))'},
+        {"datasource": {"type": "prometheus", "uid": "${datasource}"}, "refId": "Z",
+         "expr": 'histogram_quantile(0.99, rate(palm_ready[5m]), 1)'},
+        {"datasource": {"type": "prometheus", "uid": "fixed-uid"}, "refId": "W", "expr": "palm_ready"},
+    ]
+    with open(svc_path, "w", encoding="utf-8") as f:
+        json.dump(svc, f)
+    env = dict(os.environ, PALM_OBS_ROOT=copy)
+    me = os.path.abspath(__file__)
+    out = ""
+    for args in (["static", os.path.join(tmp, "selftest-static")], ["live", base]):
+        os.makedirs(os.path.join(tmp, "selftest-static"), exist_ok=True)
+        result = subprocess.run([sys.executable, me, *args], env=env, capture_output=True, text=True, check=False)
+        out += result.stdout + result.stderr
+        if result.returncode == 0:
+            fail(f"self-test: `check.py {args[0]}` passed a tree with planted faults")
+    expected = {
+        "a warning routed to Telegram": "a warning reaches Telegram",
+        "a template action in alertmanager.yml": "template action {{ template",
+        "a missing runbook": "PalmLeaseFlapping's runbook_url has no file",
+        "a Loki label outside the set": "selects on label 'trace_id'",
+        "a fixed datasource uid": "uses datasource 'fixed-uid'",
+        "an unexported metric": "metric palm_no_such_metric_total is exported by no scraped target",
+        "an expression Prometheus refuses": "histogram_quantile(0.99, rate(palm_ready[5m]), 1)",
+    }
+    for fault, message in expected.items():
+        if message not in out:
+            fail(f"self-test: {fault} was not reported (expected {message!r})")
+    if not failures:
+        print(f"self-test: each of {len(expected)} planted faults is reported")
+    else:
+        print(out, file=sys.stderr)
+
+
 def main() -> int:
     if len(sys.argv) >= 3 and sys.argv[1] == "static":
         static(sys.argv[2])
     elif len(sys.argv) >= 3 and sys.argv[1] == "live":
         live(sys.argv[2].rstrip("/"))
+    elif len(sys.argv) >= 4 and sys.argv[1] == "selftest":
+        selftest(sys.argv[2], sys.argv[3].rstrip("/"))
     else:
         print(__doc__, file=sys.stderr)
         return 2
