@@ -134,6 +134,8 @@ impl<H> std::fmt::Debug for Consumer<H> {
     }
 }
 
+/// `palm_amqp_*{queue}` series, registered (at zero) when the consumer is
+/// built, so a queue that never got a message still shows its counters.
 struct ConsumerMetrics {
     consumed: metrics::Counter,
     acked: metrics::Counter,
@@ -153,7 +155,7 @@ impl ConsumerMetrics {
                 "palm_amqp_dead_lettered_total",
                 std::slice::from_ref(&label)
             ),
-            handler_seconds: metrics::histogram!("palm_amqp_handler_seconds", &[label]),
+            handler_seconds: metrics::histogram!("palm_amqp_handler_duration_seconds", &[label]),
         }
     }
 }

@@ -28,7 +28,7 @@ pub mod topology;
 
 pub use broker::{Broker, BrokerError};
 pub use consumer::{Consumer, Handler, HandlerError, Incoming};
-pub use publisher::{OutgoingMessage, PublishError, Publisher};
+pub use publisher::{FailureReason, OutgoingMessage, PublishError, Publisher};
 pub use settings::AmqpSettings;
 pub use topology::{Names, QueueSpec, Topology};
 

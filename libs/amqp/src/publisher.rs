@@ -108,9 +108,76 @@ struct Inner {
     channel: RwLock<Option<(u64, Channel)>>,
     reopen: Mutex<()>,
     timeout: Duration,
+    metrics: PublishMetrics,
+}
+
+/// `palm_amqp_*` publish series, registered (at zero) when the publisher is
+/// built so alerts and dashboards see them before the first publish.
+struct PublishMetrics {
     published: metrics::Counter,
     confirmed: metrics::Counter,
-    failed: metrics::Counter,
+    confirm_seconds: metrics::Histogram,
+    failed_nack: metrics::Counter,
+    failed_timeout: metrics::Counter,
+    failed_broker: metrics::Counter,
+}
+
+/// Why a publish counts in `palm_amqp_publish_failures_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The broker kept nacking it until the publish timeout.
+    Nack,
+    /// No confirm within the publish timeout (window full, broker away).
+    Timeout,
+    /// The broker refused the publish itself.
+    Broker,
+}
+
+impl FailureReason {
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Nack => "nack",
+            Self::Timeout => "timeout",
+            Self::Broker => "broker",
+        }
+    }
+
+    /// Which failure `error` is, if it is one. An unroutable message is not:
+    /// the broker took it and confirmed it, it just reached no queue (the
+    /// outbox relay counts those in `palm_outbox_unrouted_total`; any other
+    /// caller gets the error back and decides what it means).
+    pub fn of(error: &PublishError, last_nacked: bool) -> Option<Self> {
+        match error {
+            PublishError::Unroutable { .. } | PublishError::Broker(_) => None,
+            PublishError::Refused(_) => Some(Self::Broker),
+            PublishError::Timeout(..) if last_nacked => Some(Self::Nack),
+            PublishError::Timeout(..) => Some(Self::Timeout),
+        }
+    }
+}
+
+impl PublishMetrics {
+    fn new() -> Self {
+        let failed = |reason: FailureReason| metrics::counter!("palm_amqp_publish_failures_total", "reason" => reason.label());
+        Self {
+            published: metrics::counter!("palm_amqp_published_total"),
+            confirmed: metrics::counter!("palm_amqp_confirmed_total"),
+            confirm_seconds: metrics::histogram!("palm_amqp_publish_confirm_duration_seconds"),
+            failed_nack: failed(FailureReason::Nack),
+            failed_timeout: failed(FailureReason::Timeout),
+            failed_broker: failed(FailureReason::Broker),
+        }
+    }
+
+    fn failed(&self, error: &PublishError, last_nacked: bool) {
+        match FailureReason::of(error, last_nacked) {
+            Some(FailureReason::Nack) => self.failed_nack.increment(1),
+            Some(FailureReason::Timeout) => self.failed_timeout.increment(1),
+            Some(FailureReason::Broker) => self.failed_broker.increment(1),
+            None => {}
+        }
+    }
 }
 
 impl std::fmt::Debug for Publisher {
@@ -134,9 +201,7 @@ impl Publisher {
                 channel: RwLock::new(None),
                 reopen: Mutex::new(()),
                 timeout,
-                published: metrics::counter!("palm_amqp_published_total"),
-                confirmed: metrics::counter!("palm_amqp_confirmed_total"),
-                failed: metrics::counter!("palm_amqp_publish_failures_total"),
+                metrics: PublishMetrics::new(),
             }),
         }
     }
@@ -146,15 +211,38 @@ impl Publisher {
         &self.inner.broker
     }
 
-    /// Publishes and waits for the broker's confirm.
+    /// Publishes and waits for the broker's confirm. A confirmed publish
+    /// records its time in `palm_amqp_publish_confirm_duration_seconds`
+    /// (window wait and reconnects included: what the caller waited); a
+    /// failed one counts in `palm_amqp_publish_failures_total{reason}`
+    /// ([`FailureReason`]).
     #[tracing::instrument(skip_all, fields(routing_key = %message.routing_key, message_id = %message.message_id))]
     pub async fn publish(&self, message: &OutgoingMessage) -> Result<(), PublishError> {
+        let started = Instant::now();
+        let mut last_nacked = false;
+        let result = self.publish_once(message, started, &mut last_nacked).await;
+        match &result {
+            Ok(()) => self
+                .inner
+                .metrics
+                .confirm_seconds
+                .record(started.elapsed().as_secs_f64()),
+            Err(error) => self.inner.metrics.failed(error, last_nacked),
+        }
+        result
+    }
+
+    async fn publish_once(
+        &self,
+        message: &OutgoingMessage,
+        started: Instant,
+        last_nacked: &mut bool,
+    ) -> Result<(), PublishError> {
         // The timeout covers the whole publish, waiting for a window slot too.
-        let deadline = Instant::now() + self.inner.timeout;
+        let deadline = started + self.inner.timeout;
         let _permit = match tokio::time::timeout_at(deadline, self.inner.window.acquire()).await {
             Ok(permit) => permit.map_err(|_| BrokerError::Shutdown)?,
             Err(_) => {
-                self.inner.failed.increment(1);
                 return Err(PublishError::Timeout(
                     self.inner.timeout,
                     "publish window full".into(),
@@ -181,7 +269,7 @@ impl Publisher {
         let attempts = async {
             loop {
                 let (generation, channel) = self.channel().await?;
-                self.inner.published.increment(1);
+                self.inner.metrics.published.increment(1);
                 let outcome = async {
                     #[allow(clippy::disallowed_methods)] // this is the one sanctioned caller
                     channel
@@ -197,11 +285,12 @@ impl Publisher {
                 };
                 match outcome.await {
                     Ok(Confirmation::Ack(None)) => {
-                        self.inner.confirmed.increment(1);
+                        self.inner.metrics.confirmed.increment(1);
                         return Ok(());
                     }
                     Ok(Confirmation::Ack(Some(_returned))) => {
-                        self.inner.failed.increment(1);
+                        // Confirmed, but it reached no queue.
+                        self.inner.metrics.confirmed.increment(1);
                         return Err(PublishError::Unroutable {
                             exchange: message.exchange.clone(),
                             routing_key: message.routing_key.clone(),
@@ -211,20 +300,22 @@ impl Publisher {
                         // The broker could not take the message (a queue at
                         // its limit under reject-publish); back off, retry.
                         last_error = "broker nacked the publish".into();
+                        *last_nacked = true;
                         tracing::warn!("publish nacked, retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     Ok(Confirmation::NotRequested) => {
                         last_error = "channel lost confirm mode".into();
+                        *last_nacked = false;
                         self.discard_channel(generation, &channel);
                     }
                     Err(error) if is_refusal(&error) => {
-                        self.inner.failed.increment(1);
                         self.discard_channel(generation, &channel);
                         return Err(PublishError::Refused(error.to_string()));
                     }
                     Err(error) => {
                         last_error = error.to_string();
+                        *last_nacked = false;
                         tracing::debug!(%error, "publish failed on a broken channel, retrying");
                         self.discard_channel(generation, &channel);
                         // Not a hot loop if the connection looks alive.
@@ -236,7 +327,6 @@ impl Publisher {
         match tokio::time::timeout_at(deadline, attempts).await {
             Ok(result) => result,
             Err(_) => {
-                self.inner.failed.increment(1);
                 // lapin keeps the confirm of an abandoned publish until the
                 // channel goes; a stalled channel is replaced, not kept.
                 if let Some((generation, channel)) = self.current_channel() {
@@ -318,5 +408,49 @@ fn is_refusal(error: &lapin::Error) -> bool {
             )
         ),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unroutable_message_is_not_a_publish_failure() {
+        let unroutable = PublishError::Unroutable {
+            exchange: "palm.events".into(),
+            routing_key: "nobody.listens".into(),
+        };
+        assert_eq!(FailureReason::of(&unroutable, false), None);
+        assert_eq!(FailureReason::of(&unroutable, true), None);
+        assert_eq!(
+            FailureReason::of(&PublishError::Broker(BrokerError::Shutdown), false),
+            None,
+            "shutting down is not a failure of the publish"
+        );
+    }
+
+    #[test]
+    fn failures_are_labelled_by_what_went_wrong() {
+        let timeout = PublishError::Timeout(Duration::from_secs(30), "no broker".into());
+        assert_eq!(
+            FailureReason::of(&timeout, false),
+            Some(FailureReason::Timeout)
+        );
+        assert_eq!(FailureReason::of(&timeout, true), Some(FailureReason::Nack));
+        let refused = PublishError::Refused("NOT_FOUND".into());
+        assert_eq!(
+            FailureReason::of(&refused, false),
+            Some(FailureReason::Broker)
+        );
+        let labels: Vec<&str> = [
+            FailureReason::Nack,
+            FailureReason::Timeout,
+            FailureReason::Broker,
+        ]
+        .iter()
+        .map(|r| r.label())
+        .collect();
+        assert_eq!(labels, ["nack", "timeout", "broker"], "docs/metrics.md");
     }
 }

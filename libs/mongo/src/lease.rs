@@ -5,6 +5,11 @@
 //! single-document atomic updates only: renew if we hold it, take it over if
 //! it expired (the epoch increases), or create it. The epoch never decreases,
 //! so work stamped with an epoch can be refused once a newer holder exists.
+//!
+//! Metrics (registered at zero when the lease handle is built):
+//! `palm_lease_held{lease}` is 1 while [`while_leader`] runs work under it,
+//! `palm_lease_acquisitions_total{lease}` counts this process's tenures
+//! (each one a holder change), so a lease that flaps shows in both.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -26,6 +31,8 @@ pub struct Lease {
     name: String,
     holder: String,
     ttl: Duration,
+    held: metrics::Gauge,
+    acquisitions: metrics::Counter,
 }
 
 /// Proof of holding the lease, handed to the work.
@@ -45,7 +52,19 @@ impl Lease {
             name: name.to_owned(),
             holder: holder.to_owned(),
             ttl,
+            held: metrics::gauge!("palm_lease_held", "lease" => name.to_owned()),
+            acquisitions: metrics::counter!("palm_lease_acquisitions_total", "lease" => name.to_owned()),
         }
+    }
+
+    /// The lease's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long one acquisition or renewal is valid.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Who this handle acquires as.
@@ -139,6 +158,9 @@ where
         let sent = Instant::now();
         match lease.try_acquire().await {
             Ok(Some(epoch)) => {
+                lease.held.set(1.0);
+                lease.acquisitions.increment(1);
+                tracing::info!(lease = %lease.name, epoch, "lease held, work starts");
                 let lost = shutdown.child_token();
                 // Renewal runs inside this future, not as a detached task, so
                 // it can never outlive the work it protects.
@@ -154,6 +176,8 @@ where
                     working,
                     keep_renewed(lease.clone(), every, sent, lost.clone())
                 );
+                lease.held.set(0.0);
+                tracing::info!(lease = %lease.name, epoch, "lease no longer held, work stopped");
                 if shutdown.is_cancelled() {
                     // Bounded: if MongoDB is unreachable the lease simply
                     // expires and the standby takes over after its TTL.

@@ -114,6 +114,9 @@ fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
     }
 }
 
+/// Name of [`index`].
+pub const INDEX_NAME: &str = "outbox_pending";
+
 /// The index the relay scans by; declare it on every outbox collection.
 pub fn index() -> IndexModel {
     IndexModel::builder()
@@ -121,7 +124,7 @@ pub fn index() -> IndexModel {
         .options(
             IndexOptions::builder()
                 .sparse(true)
-                .name("outbox_pending".to_owned())
+                .name(INDEX_NAME.to_owned())
                 .build(),
         )
         .build()
@@ -151,6 +154,9 @@ impl OutboxRelay {
     /// A relay over `collections` publishing to the broker's events exchange.
     pub fn new(database: Database, collections: &[&str], publisher: Publisher) -> Self {
         let exchange = publisher.broker().names().events_exchange();
+        // Present (at 0) on every replica, the standbys too.
+        let _ = metrics::gauge!("palm_outbox_lag_seconds");
+        let _ = metrics::counter!("palm_outbox_published_total");
         Self {
             database,
             collections: collections.iter().map(|c| (*c).to_owned()).collect(),

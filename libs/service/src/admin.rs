@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -91,19 +91,9 @@ impl Readiness {
     }
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// The process-wide Prometheus recorder (see [`crate::prometheus`]).
 pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder is installed; then this handle
-            // renders nothing, which the metrics test would catch.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+    crate::prometheus::handle()
 }
 
 #[derive(Clone)]
@@ -138,7 +128,13 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
+/// Renders the metrics, after bringing the scrape-time values up to date:
+/// `palm_ready` (what `/readyz` would answer now) and the
+/// [`crate::prometheus::on_scrape`] hooks.
 async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let (ready, _) = state.readiness.evaluate().await;
+    metrics::gauge!("palm_ready").set(if ready { 1.0 } else { 0.0 });
+    crate::prometheus::run_scrape_hooks();
     state.metrics.run_upkeep();
     (
         [(

@@ -14,11 +14,14 @@
 //! - [`telemetry`]: logs and traces.
 //! - [`admin`]: the admin HTTP server and the [`Readiness`] registry.
 //! - [`http`]: the one way to build an outgoing HTTP client (TLS ready).
+//! - [`prometheus`]: the recorder, its `service` label, histogram buckets,
+//!   `palm_build_info`, process metrics and scrape-time hooks.
 //! - [`runtime`]: [`run`] and the [`Runtime`] handed to a service.
 
 pub mod admin;
 pub mod config;
 pub mod http;
+pub mod prometheus;
 pub mod runtime;
 pub mod settings;
 pub mod telemetry;

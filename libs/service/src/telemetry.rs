@@ -1,4 +1,4 @@
-//! Logs and traces.
+//! Logs, traces and the metrics recorder.
 //!
 //! Logs are JSON lines on stdout with lowercase messages and structured
 //! fields; the current span's fields ride along, and the spans Palm opens at
@@ -24,8 +24,10 @@ pub struct Telemetry {
     provider: SdkTracerProvider,
 }
 
-/// Installs the global subscriber, tracer provider and W3C propagator.
+/// Installs the global subscriber, tracer provider and W3C propagator, and
+/// the Prometheus recorder labelled with `service`.
 pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
+    crate::prometheus::install(service);
     let mut builder = SdkTracerProvider::builder()
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
             settings.sample_ratio,

@@ -6,9 +6,11 @@
 //! [`tally`]), opens and closes proposals on time ([`scheduler`]),
 //! declares its MongoDB indexes and RabbitMQ queue, and runs the outbox relay
 //! that publishes the events its writes stage (on one replica at a time,
-//! under a lease).
+//! under a lease). It also declares the indexes palmplatformmetrics'
+//! aggregations run on ([`platform`]), since that service never writes.
 
 pub mod api;
+pub mod platform;
 pub mod results;
 pub mod scheduler;
 pub mod tally;
@@ -316,6 +318,13 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     api::ensure_indexes(&database)
         .await
         .context("failed to create the API indexes")?;
+    platform::ensure_indexes(&database)
+        .await
+        .context("failed to create the platform metrics indexes")?;
+    api::register_metrics();
+    for outcome in ["valid", "rejected"] {
+        let _ = palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => outcome);
+    }
     let listener = tokio::net::TcpListener::bind(settings.http.addr)
         .await
         .with_context(|| format!("failed to bind the public API on {}", settings.http.addr))?;

@@ -206,7 +206,28 @@ impl Results {
                 return Ok(());
             }
             let version = palm_mongo::integer(&current, "version").unwrap_or(0);
-            let mut update = doc! { "$push": { "verifiers": verifier.clone() }, "$set": { "version": version + 1 } };
+            let kinds: Vec<String> = current
+                .get_array("verifiers")
+                .map(|verifiers| {
+                    verifiers
+                        .iter()
+                        .filter_map(|v| v.as_document()?.get_str("kind").ok())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            // The level changes with the verifiers, in the same write; the
+            // version check makes it the level of exactly these verifiers.
+            let level = crate::api::palm_ids::level_of(
+                kinds
+                    .iter()
+                    .map(String::as_str)
+                    .chain([result.kind.as_str()]),
+            );
+            let mut update = doc! {
+                "$push": { "verifiers": verifier.clone() },
+                "$set": { "version": version + 1, "level": i64::from(level) },
+            };
             outbox::stage(
                 &mut update,
                 &[OutboxRecord::from_envelope(&added).concerning([palm_subject(result.palm_id)])],

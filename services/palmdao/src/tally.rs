@@ -56,7 +56,7 @@ pub async fn apply_rejected(
         ensure_vote_exists(database, &result.vote_id.to_string()).await?;
         tracing::info!("vote result already applied");
     }
-    palm_service::metrics::counter!("palm_votes_applied_total", "status" => "rejected")
+    palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => "rejected")
         .increment(1);
     Ok(())
 }
@@ -114,7 +114,7 @@ pub async fn apply_validated(
         &ballot,
     )
     .await?;
-    palm_service::metrics::counter!("palm_votes_applied_total", "status" => "valid").increment(1);
+    palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => "valid").increment(1);
     Ok(())
 }
 

@@ -272,11 +272,13 @@ impl DiscordClient {
                 .body(form.clone());
         }
         let route = call.route.key.clone();
+        let started = std::time::Instant::now();
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
                 limiter.cancel(&ticket);
                 count(&route, "error");
+                observe(&route, started);
                 return Ok(Sent::Failed(describe(error)));
             }
         };
@@ -287,10 +289,12 @@ impl DiscordClient {
             Err(error) => {
                 limiter.record(&ticket, &feedback);
                 count(&route, "error");
+                observe(&route, started);
                 return Ok(Sent::Failed(describe(error)));
             }
         };
         count(&route, &status.to_string());
+        observe(&route, started);
         if status == 429 {
             let body: RateLimitBody = serde_json::from_slice(&body).unwrap_or_default();
             let from_body = body
@@ -354,6 +358,38 @@ struct RateLimitBody {
     retry_after: Option<f64>,
     #[serde(default)]
     global: bool,
+}
+
+/// The routes this client calls, for series registered before the first
+/// call.
+pub const ROUTES: &[&str] = &[
+    "POST /oauth2/token",
+    "GET /users/@me",
+    "GET /guilds/{guild}/members/{user}",
+    "PUT /guilds/{guild}/members/{user}/roles/{role}",
+    "GET /gateway",
+];
+
+/// Registers the Discord series at their starting values: the request
+/// latency per route (empty), the rate-limit counters, the invalid-request
+/// budget, and Discord as up.
+pub fn register_metrics(invalid_request_budget: u32) {
+    for route in ROUTES {
+        let _ = metrics::histogram!("palm_discord_request_duration_seconds", "route" => *route);
+    }
+    for global in ["true", "false"] {
+        let _ = metrics::counter!("palm_discord_rate_limited_total", "global" => global);
+    }
+    metrics::gauge!("palm_discord_invalid_request_budget").set(f64::from(invalid_request_budget));
+    metrics::gauge!("palm_discord_invalid_requests_window").set(0.0);
+    metrics::gauge!("palm_discord_halted").set(0.0);
+    metrics::gauge!("palm_discord_up").set(1.0);
+}
+
+/// Records one request's time, from sending to the whole answer read.
+fn observe(route: &str, started: std::time::Instant) {
+    metrics::histogram!("palm_discord_request_duration_seconds", "route" => route.to_owned())
+        .record(started.elapsed().as_secs_f64());
 }
 
 fn count(route: &str, status: &str) {

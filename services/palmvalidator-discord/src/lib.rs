@@ -79,6 +79,12 @@ impl ServiceSettings for Settings {
 pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     let instance = runtime.instance_id();
     let client = client::DiscordClient::new(&settings.discord, &instance)?;
+    client::register_metrics(settings.discord.invalid_request_budget);
+    let _ = palm_service::metrics::counter!(
+        "palm_verifications_decided_total",
+        "kind" => "discord",
+        "outcome" => "verified"
+    );
     let broker = Broker::start(
         settings.amqp.clone(),
         Topology::new(&settings.amqp, queues()),

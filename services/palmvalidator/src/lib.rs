@@ -26,7 +26,7 @@ use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Publisher, QueueSpec, 
 use palm_core::InvalidSetting;
 use palm_core::siwe::SiweRules;
 use palm_core::vote::VoteDomain;
-use palm_service::{Runtime, RuntimeSettings, ServiceSettings};
+use palm_service::{Runtime, RuntimeSettings, ServiceSettings, metrics};
 use serde::Deserialize;
 
 /// Service name: binary, image, chart, log and metric label.
@@ -166,6 +166,12 @@ impl ServiceSettings for Settings {
 /// Runs the service until `runtime.shutdown`: consumes jobs, publishing each
 /// result before acking its job; on shutdown, finishes the jobs in flight.
 pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
+    // Every outcome at zero from the start (`palm_votes_decided_total`).
+    for outcome in std::iter::once("valid").chain(votes::Rejection::ALL.map(votes::Rejection::code))
+    {
+        let _ = metrics::counter!("palm_votes_decided_total", "outcome" => outcome);
+    }
+    let _ = metrics::counter!("palm_verifications_decided_total", "kind" => "wallet", "outcome" => "verified");
     let broker = Broker::start(
         settings.amqp.clone(),
         Topology::new(&settings.amqp, queues()),

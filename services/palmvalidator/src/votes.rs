@@ -55,6 +55,20 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Every reason, in the order they are checked.
+    pub const ALL: [Self; 10] = [
+        Self::MalformedSignature,
+        Self::SignerMismatch,
+        Self::WalletNotLinked,
+        Self::NotStarted,
+        Self::Ended,
+        Self::NotAMember,
+        Self::LevelTooLow,
+        Self::InvalidChoice,
+        Self::UnknownVotingType,
+        Self::UnknownStrategy,
+    ];
+
     /// Stable machine-readable reason (`VoteRejected::reason`).
     pub fn code(self) -> &'static str {
         match self {

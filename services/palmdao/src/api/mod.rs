@@ -193,15 +193,17 @@ async fn limit_time(State(timeout): State<Duration>, request: Request, next: Nex
 }
 
 /// One span per request, carrying its trace id so every log line of the
-/// request names it.
+/// request names it; then the request's metrics.
 async fn trace_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
     let span = tracing::info_span!(
         "http.request",
-        method = %request.method(),
+        method = %method,
         route = %route,
         status = tracing::field::Empty,
         trace_id = tracing::field::Empty,
@@ -211,17 +213,62 @@ async fn trace_request(request: Request, next: Next) -> Response {
     }
     let response = next.run(request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
-    metrics_for(&route, response.status());
+    let labels = request_labels(route, method, response.status().as_u16());
+    palm_service::metrics::counter!("palm_http_requests_total", &labels).increment(1);
+    palm_service::metrics::histogram!("palm_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
-fn metrics_for(route: &str, status: StatusCode) {
-    palm_service::metrics::counter!(
-        "palm_http_requests_total",
-        "route" => route.to_owned(),
-        "status" => status.as_u16().to_string()
-    )
-    .increment(1);
+fn request_labels(route: String, method: String, status: u16) -> [(&'static str, String); 3] {
+    [
+        ("route", route),
+        ("method", method),
+        ("status", status.to_string()),
+    ]
+}
+
+/// Registers the request series at zero for every documented operation:
+/// `palm_http_requests_total` for each status the OpenAPI document lists
+/// (so a 5xx ratio reads 0, not "no data", before the first error), and
+/// `palm_http_request_duration_seconds` for each success status. Labels a
+/// request can take beyond these (undocumented routes, `unmatched`) appear
+/// when first seen.
+pub fn register_metrics() {
+    for (route, method, status) in documented_responses() {
+        let labels = request_labels(route, method, status);
+        let _ = palm_service::metrics::counter!("palm_http_requests_total", &labels);
+        if (200..300).contains(&status) {
+            let _ =
+                palm_service::metrics::histogram!("palm_http_request_duration_seconds", &labels);
+        }
+    }
+}
+
+/// `(route, METHOD, status)` for every response of every operation in the
+/// OpenAPI document.
+pub fn documented_responses() -> Vec<(String, String, u16)> {
+    let mut found = Vec::new();
+    for (path, item) in openapi_document().paths.paths {
+        let operations = [
+            ("GET", &item.get),
+            ("PUT", &item.put),
+            ("POST", &item.post),
+            ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else {
+                continue;
+            };
+            for status in operation.responses.responses.keys() {
+                if let Ok(status) = status.parse::<u16>() {
+                    found.push((path.clone(), method.to_owned(), status));
+                }
+            }
+        }
+    }
+    found
 }
 
 /// A `Location` header for a created resource.
@@ -304,6 +351,32 @@ mod tests {
         let documented: BTreeSet<String> = openapi_document().paths.paths.into_keys().collect();
         assert!(served.len() >= 20, "routes found: {served:?}");
         assert_eq!(served, documented);
+    }
+
+    #[test]
+    fn every_operation_documents_a_success_and_the_request_series_cover_it() {
+        let responses = documented_responses();
+        let operations: BTreeSet<(String, String)> = responses
+            .iter()
+            .map(|(route, method, _)| (route.clone(), method.clone()))
+            .collect();
+        assert!(operations.len() >= 20, "{operations:?}");
+        for (route, method) in &operations {
+            assert!(
+                responses
+                    .iter()
+                    .any(|(r, m, s)| r == route && m == method && (200..300).contains(s)),
+                "{method} {route} has a 2xx"
+            );
+            assert!(
+                responses
+                    .iter()
+                    .any(|(r, m, s)| r == route && m == method && *s == 500),
+                "{method} {route} documents 500"
+            );
+        }
+        // Axum's matched path is the same template as the document's key.
+        assert!(operations.contains(&("/v1/communities/{slug}".to_owned(), "GET".to_owned())));
     }
 
     #[test]

@@ -66,9 +66,7 @@ struct VerifierDoc {
 impl PalmIdDoc {
     /// The level: how many distinct verifier kinds back this PalmID.
     pub(crate) fn level(&self) -> u32 {
-        let kinds: std::collections::BTreeSet<&str> =
-            self.verifiers.iter().map(|v| v.kind.as_str()).collect();
-        u32::try_from(kinds.len()).unwrap_or(u32::MAX)
+        level_of(self.verifiers.iter().map(|v| v.kind.as_str()))
     }
 
     /// Linked wallets, lower-case hex.
@@ -79,6 +77,14 @@ impl PalmIdDoc {
             .map(|v| v.subject.clone())
             .collect()
     }
+}
+
+/// The level of a PalmID whose verifiers have `kinds`: how many distinct
+/// kinds there are. palmdao also stores it in the document (`level`) with
+/// every change of the verifiers, for the platform metrics' index.
+pub fn level_of<'a>(kinds: impl IntoIterator<Item = &'a str>) -> u32 {
+    let kinds: std::collections::BTreeSet<&str> = kinds.into_iter().collect();
+    u32::try_from(kinds.len()).unwrap_or(u32::MAX)
 }
 
 /// Returns the PalmID backed by `kind:subject`, creating both on first use.
@@ -126,6 +132,9 @@ pub async fn find_or_create_for(
     let mut on_insert = doc! {
         "handle": &handle,
         "version": 1_i64,
+        // Stored beside the verifiers it derives from (one kind so far) so
+        // the platform metrics count PalmIDs by level from an index.
+        "level": 1_i64,
         "created_at": BsonDateTime::now(),
         "verifiers": [{ "kind": kind, "subject": subject, "identity": &key, "display_name": null, "verified_at": BsonDateTime::now() }],
     };

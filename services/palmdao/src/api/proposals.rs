@@ -34,6 +34,12 @@ use crate::SERVICE;
 pub const PROPOSALS: &str = "proposals";
 /// Vote documents.
 pub const VOTES: &str = "votes";
+/// Proposals by status and end (the scheduler; the platform metrics count
+/// proposals by status from it).
+pub const PROPOSALS_BY_STATUS: &str = "by_status_end";
+/// A proposal's votes by status (the scheduler counts undecided ones; the
+/// platform metrics count votes by status from it).
+pub const VOTES_BY_PROPOSAL_STATUS: &str = "by_proposal_status";
 
 /// Declares the listing indexes: a community's proposals by status, and a
 /// proposal's votes by status (the scheduler counts the undecided ones).
@@ -50,7 +56,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
         .keys(doc! { "status": 1, "end": 1 })
         .options(
             IndexOptions::builder()
-                .name("by_status_end".to_owned())
+                .name(PROPOSALS_BY_STATUS.to_owned())
                 .build(),
         )
         .build();
@@ -59,7 +65,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
         .keys(doc! { "proposal_id": 1, "status": 1 })
         .options(
             IndexOptions::builder()
-                .name("by_proposal_status".to_owned())
+                .name(VOTES_BY_PROPOSAL_STATUS.to_owned())
                 .build(),
         )
         .build();
