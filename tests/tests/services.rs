@@ -169,3 +169,70 @@ async fn a_missing_environment_file_is_an_error() {
             .contains("nowhere.toml does not exist")
     );
 }
+
+/// `<service> --check-config` with `vars` added to the environment: exit
+/// code, stdout, stderr.
+fn check_config(name: &str, vars: &[(String, String)]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(binary(name))
+        .arg("--check-config")
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_without_secrets_and_connects_nowhere() {
+    let env = ServiceEnv::new();
+    // Unreachable dependencies: the check must not need them.
+    let secret_password = "check-config-password-7f3a";
+    let amqp = format!("amqp://palm:{secret_password}@127.0.0.1:1/%2f");
+    let mongo = format!("mongodb://palm:{secret_password}@127.0.0.1:1/?replicaSet=rs0");
+    for name in [
+        "palmdao",
+        "palmvalidator",
+        "palmvalidator-discord",
+        "palmplatformmetrics",
+    ] {
+        let vars = env.vars(&[
+            ("PALM__AMQP__URL", &amqp),
+            ("PALM__MONGO__URL", &mongo),
+            ("PALM__AMQP__PREFETCH", "40"),
+        ]);
+        let (code, stdout, stderr) = check_config(name, &vars);
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        assert!(stdout.contains("grace_ms: 10000"), "{name}: {stdout}");
+        if name != "palmplatformmetrics" {
+            assert!(stdout.contains("prefetch: 40"), "{name}: {stdout}");
+        }
+        for secret in [secret_password, "test-session-key"] {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "{name} printed a secret: {stdout}"
+            );
+        }
+        assert!(stderr.contains("configuration ok"), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn check_config_refuses_a_bad_value_naming_the_key() {
+    let env = ServiceEnv::new();
+    let (code, stdout, stderr) = check_config(
+        "palmvalidator",
+        &env.vars(&[("PALM__AMQP__CONCURRENCY", "0")]),
+    );
+    assert_eq!(code, Some(78), "EX_CONFIG");
+    assert!(stdout.is_empty(), "nothing printed as settings: {stdout}");
+    assert!(stderr.contains("`amqp.concurrency`"), "{stderr}");
+
+    let unknown = std::process::Command::new(binary("palmdao"))
+        .arg("--check-everything")
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(64), "EX_USAGE");
+}

@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 
 use crate::RuntimeSettings;
 
-/// A service's complete settings.
-pub trait ServiceSettings: DeserializeOwned {
+/// A service's complete settings. `Debug` must redact secrets (they are
+/// `secrecy` types): `--check-config` prints it.
+pub trait ServiceSettings: DeserializeOwned + std::fmt::Debug {
     /// Keys whose environment value is a comma-separated list.
     const LIST_KEYS: &'static [&'static str] = &["amqp.retry_delays_ms"];
 

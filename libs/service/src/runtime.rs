@@ -11,6 +11,42 @@ use crate::{Readiness, ServiceSettings, admin, config, telemetry};
 /// Exit code for a configuration the service cannot run with (`EX_CONFIG`).
 pub const EXIT_CONFIG: u8 = 78;
 
+/// Exit code for a command line the binary does not understand (`EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
+
+/// What the command line asks of a service binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No arguments: run the service.
+    Serve,
+    /// `--check-config`: load and validate the settings exactly as at
+    /// start-up, print the effective settings (secrets redacted) and exit
+    /// 0, or [`EXIT_CONFIG`] naming the key. Charts and CI run it against
+    /// every rendered environment, so a chart cannot set a key the service
+    /// refuses or omit one it requires.
+    CheckConfig,
+    /// `--help`.
+    Help,
+    /// `--version`.
+    Version,
+}
+
+impl Mode {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mode = match args.next().as_deref() {
+            None => Self::Serve,
+            Some("--check-config") => Self::CheckConfig,
+            Some("--help" | "-h") => Self::Help,
+            Some("--version" | "-V") => Self::Version,
+            Some(other) => return Err(format!("unknown argument `{other}`")),
+        };
+        match args.next() {
+            Some(extra) => Err(format!("unexpected argument `{extra}`")),
+            None => Ok(mode),
+        }
+    }
+}
+
 /// What a service gets besides its settings.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -44,6 +80,31 @@ where
     F: FnOnce(S, Runtime) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    let mode = match Mode::parse(std::env::args().skip(1)) {
+        Ok(mode) => mode,
+        Err(error) => {
+            eprintln!("{service}: {error}; try --help");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match mode {
+        Mode::Help => {
+            eprintln!(
+                "{service} {version}\n\nusage: {service} [--check-config | --help | --version]\n\n\
+                 Settings come from config/<PALM_ENV>.toml and PALM__SECTION__KEY \
+                 environment variables (see the README, \"Configuration\").\n\
+                 --check-config  validate the settings as at start-up, print them \
+                 (secrets redacted), exit 0 or {EXIT_CONFIG} naming the key",
+                version = env!("CARGO_PKG_VERSION"),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Mode::Version => {
+            eprintln!("{service} {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Mode::Serve | Mode::CheckConfig => {}
+    }
     crate::http::install_crypto_provider();
     let settings = match config::load::<S>() {
         Ok(settings) => settings,
@@ -52,6 +113,17 @@ where
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if mode == Mode::CheckConfig {
+        #[allow(
+            clippy::print_stdout,
+            reason = "--check-config's output is the settings"
+        )]
+        {
+            println!("{settings:#?}");
+        }
+        eprintln!("{service}: configuration ok");
+        return ExitCode::SUCCESS;
+    }
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,6 +221,29 @@ where
     };
     telemetry.shutdown();
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mode;
+
+    fn parse(args: &[&str]) -> Result<Mode, String> {
+        Mode::parse(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn the_command_line_selects_the_mode() {
+        assert_eq!(parse(&[]), Ok(Mode::Serve));
+        assert_eq!(parse(&["--check-config"]), Ok(Mode::CheckConfig));
+        assert_eq!(parse(&["--help"]), Ok(Mode::Help));
+        assert_eq!(parse(&["-V"]), Ok(Mode::Version));
+    }
+
+    #[test]
+    fn unknown_or_extra_arguments_are_refused() {
+        assert!(parse(&["--check"]).is_err());
+        assert!(parse(&["--check-config", "now"]).is_err());
+    }
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT and flips readiness to not-ready.
