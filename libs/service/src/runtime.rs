@@ -223,6 +223,27 @@ where
     code
 }
 
+/// Cancels `shutdown` on SIGTERM or SIGINT and flips readiness to not-ready.
+async fn wait_for_signal(shutdown: CancellationToken, readiness: Readiness) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+    }
+    readiness.mark_stopping();
+    shutdown.cancel();
+}
+
 #[cfg(test)]
 mod tests {
     use super::Mode;
@@ -244,25 +265,4 @@ mod tests {
         assert!(parse(&["--check"]).is_err());
         assert!(parse(&["--check-config", "now"]).is_err());
     }
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT and flips readiness to not-ready.
-async fn wait_for_signal(shutdown: CancellationToken, readiness: Readiness) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
-    }
-    readiness.mark_stopping();
-    shutdown.cancel();
 }
