@@ -6,6 +6,10 @@
   check.py live URL every PromQL expression of every dashboard and rule
                     evaluates against the real Prometheus at URL, and every
                     metric name they use is exported by a scraped target
+  check.py alertmanager TMP
+                    a real Alertmanager with this config, receivers pointed at
+                    a loopback sink: critical alerts reach Telegram, warnings
+                    the chat, the inhibition rules hold, the templates render
   check.py selftest TMP URL
                     the checks above fail, naming the fault, on a copy of the
                     tree with one fault of each kind planted
@@ -360,6 +364,121 @@ def live(base: str) -> None:
     print(f"live: Prometheus loaded {loaded} rules in {len(groups)} groups, none unhealthy")
 
 
+# ---------------------------------------------------------------- alertmanager
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def alertmanager_live(tmp: str) -> None:
+    """Runs Debian's Alertmanager on loopback with alertmanager.yml as the
+    ExternalSecret renders it, the receivers' URLs pointed at a local sink
+    and the group waits shortened; posts alerts and reads what it did."""
+    import shutil
+    import time
+    work = os.path.join(tmp, "alertmanager")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    sink_port, am_port = free_port(), free_port()
+    sink_log = os.path.join(work, "sink.jsonl")
+    with open(ALERTMANAGER, encoding="utf-8") as f:
+        text = f.read()
+    webhook_file = os.path.join(work, "chat_webhook_url")
+    with open(webhook_file, "w", encoding="utf-8") as f:
+        f.write(f"http://127.0.0.1:{sink_port}/chat-webhook")
+    text = re.sub(r"\{\{\s*\.telegram_bot_token\s*\}\}", "123456:dummy-token", text)
+    text = text.replace("/etc/alertmanager/secrets/chat_webhook_url", webhook_file)
+    text = re.sub(r"(\n(\s*)- bot_token: .*\n)", lambda m: m.group(1) + f"{m.group(2)}  api_url: http://127.0.0.1:{sink_port}\n", text)
+    text = re.sub(r"group_wait: \S+", "group_wait: 1s", text)
+    config = os.path.join(work, "alertmanager.yml")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.symlink(os.path.join(OBS, "alertmanager", "templates"), os.path.join(work, "templates"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    procs = [
+        subprocess.Popen([sys.executable, os.path.join(here, "notification_sink.py"), str(sink_port), sink_log],
+                         stderr=open(os.path.join(work, "sink.log"), "w")),
+        subprocess.Popen(["prometheus-alertmanager", f"--config.file={config}",
+                          f"--storage.path={os.path.join(work, 'data')}",
+                          f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
+                         stderr=open(os.path.join(work, "alertmanager.log"), "w")),
+    ]
+    base = f"http://127.0.0.1:{am_port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/-/ready", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        alerts = [
+            ("down", {"alertname": "PalmServiceDown", "severity": "critical", "job": "palmdao", "service": "palmdao", "instance": "a:9090"}),
+            ("notready", {"alertname": "PalmServiceNotReady", "severity": "warning", "job": "palmdao", "service": "palmdao", "instance": "a:9090"}),
+            ("err-crit", {"alertname": "PalmHTTPErrorRatioHigh", "severity": "critical", "service": "palmdao"}),
+            ("err-warn", {"alertname": "PalmHTTPErrorRatioHigh", "severity": "warning", "service": "palmdao"}),
+            ("latency", {"alertname": "PalmHTTPLatencyP99High", "severity": "warning", "service": "palmdao"}),
+            ("dlq", {"alertname": "PalmDeadLetterQueueNotEmpty", "severity": "warning", "vhost": "/", "queue": "palm.palmvalidator.jobs.dlq"}),
+            ("other-ready", {"alertname": "PalmServiceNotReady", "severity": "warning", "job": "palmvalidator", "service": "palmvalidator", "instance": "b:9090"}),
+        ]
+        payload = [{"labels": labels, "annotations": {
+            "summary": f"{labels['alertname']} <{key}> & co", "description": f"test alert {key}",
+            "runbook_url": RUNBOOK_URL.format(labels["alertname"])}} for key, labels in alerts]
+        request = urllib.request.Request(f"{base}/api/v2/alerts", data=json.dumps(payload).encode(),
+                                         headers={"content-type": "application/json"}, method="POST")
+        urllib.request.urlopen(request, timeout=5)
+        want_inhibited = {"notready", "err-warn", "latency"}
+        deadline = time.time() + 20
+        delivered: list[dict] = []
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if os.path.exists(sink_log):
+                with open(sink_log, encoding="utf-8") as f:
+                    delivered = [json.loads(line) for line in f if line.strip()]
+            telegram = [d for d in delivered if d["path"].endswith("/sendMessage")]
+            chat = [d for d in delivered if d["path"] == "/chat-webhook"]
+            if len(telegram) >= 2 and len(chat) >= 2:
+                break
+        state = json.load(urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=5))
+        by_key = {}
+        for alert in state:
+            for key, labels in alerts:
+                if alert["labels"] == labels:
+                    by_key[key] = alert
+        for key, _ in alerts:
+            inhibited = bool(by_key.get(key, {}).get("status", {}).get("inhibitedBy"))
+            if inhibited != (key in want_inhibited):
+                fail(f"alertmanager: alert {key} inhibited={inhibited}, expected {key in want_inhibited}")
+        telegram_text = " ".join(json.loads(d["body"]).get("text", "") for d in delivered if d["path"].endswith("/sendMessage"))
+        chat_text = " ".join(d["body"] for d in delivered if d["path"] == "/chat-webhook")
+        for needle, where, text_ in (("PalmServiceDown", "Telegram", telegram_text),
+                                     ("PalmHTTPErrorRatioHigh", "Telegram", telegram_text),
+                                     ("&lt;down&gt; &amp; co", "Telegram (HTML-escaped)", telegram_text),
+                                     (RUNBOOK_URL.format("PalmServiceDown"), "Telegram", telegram_text),
+                                     ("PalmDeadLetterQueueNotEmpty", "the chat", chat_text),
+                                     ("PalmServiceNotReady", "the chat", chat_text)):
+            if needle not in text_:
+                fail(f"alertmanager: {needle!r} never reached {where}")
+        for warning in ("PalmDeadLetterQueueNotEmpty", "PalmServiceNotReady", "[warning]"):
+            if warning in telegram_text:
+                fail(f"alertmanager: a warning ({warning}) reached Telegram")
+        if "PalmServiceDown" in chat_text:
+            fail("alertmanager: a critical alert went to the chat instead of Telegram")
+        with open(os.path.join(work, "alertmanager.log"), encoding="utf-8") as f:
+            errors = [line for line in f if "level=error" in line]
+        for line in errors[:5]:
+            fail(f"alertmanager logged an error: {line.strip()}")
+        print(f"alertmanager (real, loopback receivers): {len(delivered)} notifications; critical → Telegram, "
+              f"warnings → chat; inhibited as designed: {', '.join(sorted(want_inhibited))}; templates render")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+
+
 # ---------------------------------------------------------------- self-test
 
 def selftest(tmp: str, base: str) -> None:
@@ -430,6 +549,8 @@ def main() -> int:
         static(sys.argv[2])
     elif len(sys.argv) >= 3 and sys.argv[1] == "live":
         live(sys.argv[2].rstrip("/"))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "alertmanager":
+        alertmanager_live(sys.argv[2])
     elif len(sys.argv) >= 4 and sys.argv[1] == "selftest":
         selftest(sys.argv[2], sys.argv[3].rstrip("/"))
     else:

@@ -40,6 +40,8 @@ log "promtool test rules"
 grep -c SUCCESS "$state/promtool-test.log" | xargs -I{} echo "promtool: check rules passes; test rules: {} test files pass" >&2
 static_rc=0
 "$py" scripts/observability/check.py static "$state" || static_rc=$?
+# A real Alertmanager (Debian's, loopback receivers): routing, inhibition, templates.
+"$py" scripts/observability/check.py alertmanager "$state" || static_rc=1
 
 # --- live ------------------------------------------------------------------
 eval "$(scripts/test-deps.sh)"
