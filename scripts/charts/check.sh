@@ -4,6 +4,8 @@
 #   1. schemas generated from scripts/charts/schemas.py are current; README
 #      values tables match values.yaml (readme-generator); yamllint
 #   2. helm lint --strict of every chart, with each environment and ci file
+#      and the schemas refuse what must never be set (a second Discord
+#      verifier, a secret in values, an unknown key)
 #   3. every chart rendered (--kube-version 1.33) for dev/stg/prod and for
 #      each charts/<chart>/ci/*.yaml scenario
 #   4. kubernetes-validate --strict -k 1.33 on the built-in kinds; the custom
@@ -75,6 +77,24 @@ for chart in palm-apps "${services[@]}"; do
     quiet_helm lint --strict "charts/$chart" -f "$scenario" >/dev/null
   done
 done
+
+step "the schemas refuse what must never be set"
+refused() { # message, then helm template arguments
+  local want=$1
+  shift
+  if quiet_helm template "$@" >/dev/null 2>"$out/refused.log" || ! grep -q "$want" "$out/refused.log"; then
+    echo "charts: expected helm template $* to be refused with '$want':" >&2
+    cat "$out/refused.log" >&2
+    exit 1
+  fi
+  echo "charts: refused as expected: helm template $* ($want)" >&2
+}
+refused "maximum: got 2, want 1" x charts/palmvalidator-discord --set replicas=2
+refused "additional properties 'autoscaling' not allowed" x charts/palmvalidator-discord --set autoscaling.enabled=true
+refused "maximum: got 3, want 2" x charts/palmplatformmetrics --set replicas=3
+refused "additional properties 'session_key' not allowed" x charts/palmdao --set config.auth.session_key=x
+refused "additional properties 'url' not allowed" x charts/palmvalidator --set config.amqp.url=amqp://x
+refused "additional properties 'replica' not allowed" x charts/palmdao --set replica=3
 
 step "rendering every chart × environment and ci scenario (Kubernetes 1.33)"
 render() { # chart release namespace output [values file]
