@@ -106,7 +106,7 @@ cleanup() {
   # The queues this run declared (its own prefix).
   if command -v rabbitmqctl >/dev/null; then
     rabbitmqctl -q list_queues name 2>/dev/null | grep "^palm-$run_id" \
-      | while read -r queue; do rabbitmqctl -q delete_queue "$queue" >/dev/null 2>&1 || true; done
+      | while read -r queue; do rabbitmqctl -q delete_queue "$queue" </dev/null >/dev/null 2>&1 || true; done
   fi
 }
 trap cleanup EXIT
