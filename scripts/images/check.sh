@@ -7,7 +7,7 @@
 #   - docker/compose.yaml against the Compose specification (offline, the
 #     schema check-jsonschema vendors), every bind-mounted path exists, every
 #     healthcheck is set, the Prometheus config's rule glob finds the repo's
-#     rule files.
+#     rule files, and promtool accepts the compose stack's Prometheus config.
 # Images (skipped, saying so, only where podman itself cannot run a container):
 #   - `make images` (scripts/images/build.sh): the four images, built and
 #     tagged; palmdao's at most 40 MB uncompressed;
@@ -52,6 +52,9 @@ log "Dockerfile: Rust $toolchain as in rust-toolchain.toml, bases pinned by dige
   || fail "docker/compose.yaml does not follow the Compose specification"
 "$(dirname "$check_jsonschema")/python" scripts/images/compose_paths.py docker/compose.yaml \
   || fail "docker/compose.yaml"
+prometheus_dir="$(scripts/tools/prometheus.sh)"
+"$prometheus_dir/promtool" check config --syntax-only docker/prometheus/prometheus.yml >&2 \
+  || fail "docker/prometheus/prometheus.yml"
 
 # ---- images -----------------------------------------------------------------
 eval "$(scripts/tools/podman.sh)"
