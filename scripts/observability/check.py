@@ -258,7 +258,8 @@ def static(tmp: str) -> None:
 
 def substitute(expr: str, service: str) -> str:
     """Grafana's variables, as a Grafana with this service selected sends them."""
-    escaped = re.escape(service)
+    # Grafana's regex format escapes these (not '-'); none occurs in a service name.
+    escaped = re.sub(r"[\\^$*+?.()|\[\]{}/]", lambda m: "\\" + m.group(0), service)
     for pattern, value in (
         (r"\$\{service:regex\}", escaped), (r"\$\{service\}", service), (r"\$service\b", service),
         (r"\$__rate_interval\b", "1m"), (r"\$__interval\b", "30s"), (r"\$__range\b", "1h"),
