@@ -5,7 +5,8 @@
 #
 #   1. release binaries: cargo build --release --locked --bins for the four
 #      services, PALM_REVISION set from git (timed);
-#   2. the healthcheck probe (docker/healthcheck.c, static) beside them;
+#   2. a build context holding just those and the healthcheck probe
+#      (docker/healthcheck.c, static);
 #   3. the runtime base: the pinned distroless image when the registry
 #      answers, otherwise one assembled from Debian's packages
 #      (scripts/images/runtime-base.sh);
@@ -34,8 +35,20 @@ started=$SECONDS
 PALM_REVISION="$revision" cargo build --release --locked --bins "${packages[@]}" >&2
 log "release build: $((SECONDS - started)) s"
 
-# 2. The probe compose's healthchecks run (no shell in the image).
-gcc -O2 -s -static -Wall -Wextra -Werror -o target/release/palm-healthcheck docker/healthcheck.c
+# 2. The build context of the `prebuilt` target: just the binaries, where the
+#    Dockerfile expects them (target/release/), wherever cargo's target
+#    directory is (CARGO_TARGET_DIR is honoured). Small, so buildah has
+#    nothing else to walk.
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+context="$root/.tools/images/context"
+rm -rf "$context"
+mkdir -p "$context/target/release"
+for service in "${services[@]}"; do
+  cp "$target_dir/release/$service" "$context/target/release/$service"
+done
+# The probe compose's healthchecks run (no shell in the image).
+gcc -O2 -s -static -Wall -Wextra -Werror -o "$context/target/release/palm-healthcheck" docker/healthcheck.c
 
 # 3. The runtime base.
 base="${PALM_RUNTIME_BASE:-}"
@@ -61,7 +74,7 @@ for service in "${services[@]}"; do
     --build-arg "RUNTIME_BASE=$base" \
     --build-arg "VERSION=$version" \
     --build-arg "PALM_REVISION=$revision" \
-    --tag "$image" . >/dev/null
+    --tag "$image" "$context" >/dev/null
 done
 log "images built in $((SECONDS - started)) s"
 

@@ -61,10 +61,12 @@ eval "$(scripts/tools/podman.sh)"
 # Can podman run a container here? The static probe, run in the runtime base
 # under the flags the tests use, must get as far as its own "connection
 # refused"; anything else means the container never started.
-gcc -O2 -s -static -Wall -Wextra -Werror -o target/release/palm-healthcheck docker/healthcheck.c
+probe_dir="$(mktemp -d)"
+trap 'rm -rf "$probe_dir"' EXIT
+gcc -O2 -s -static -Wall -Wextra -Werror -o "$probe_dir/palm-healthcheck" docker/healthcheck.c
 base="$(scripts/images/runtime-base.sh)"
 podman_said="$(podman run --rm --network none --read-only --user 65532 --cap-drop ALL \
-  --security-opt no-new-privileges -v "$root/target/release/palm-healthcheck:/probe:ro" \
+  --security-opt no-new-privileges -v "$probe_dir/palm-healthcheck:/probe:ro" \
   --entrypoint /probe "$base" http://127.0.0.1:1/ 2>&1 || true)"
 if [[ "$podman_said" != *"palm-healthcheck: connection refused"* ]]; then
   log "SKIPPED the image tests: podman cannot run a container on this machine. It said:"
@@ -105,6 +107,7 @@ run_id="img$$"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 containers=()
 cleanup() {
+  rm -rf "$probe_dir"
   for container in "${containers[@]}"; do podman rm -f "$container" >/dev/null 2>&1 || true; done
   # The queues this run declared (its own prefix).
   if command -v rabbitmqctl >/dev/null; then
