@@ -168,11 +168,13 @@ log "four containers ready in $((SECONDS - started)) s"
 api="http://127.0.0.1:$api_port"
 nonce="$(curl -fsS "$api/v1/auth/nonce")" || fail "GET /v1/auth/nonce"
 log "palmdao: GET /v1/auth/nonce → $nonce"
-palmctl="target/debug/palmctl"
-[[ -x target/release/palmctl ]] && palmctl="target/release/palmctl"
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+palmctl="$target_dir/debug/palmctl"
+[[ -x "$target_dir/release/palmctl" ]] && palmctl="$target_dir/release/palmctl"
 if [[ ! -x "$palmctl" ]]; then
   cargo build --locked -p palmctl >&2
-  palmctl="target/debug/palmctl"
+  palmctl="$target_dir/debug/palmctl"
 fi
 token="$(PALMCTL_API="$api" PALMCTL_SEED="check-images-$run_id" "$palmctl" login)" || fail "palmctl login against the container"
 me="$(PALMCTL_API="$api" PALMCTL_TOKEN="$token" "$palmctl" get /v1/me)" || fail "palmctl get /v1/me"
