@@ -322,16 +322,27 @@ def live(base: str) -> None:
     for path, rule in load_rules():
         exprs.append((f"{rel(path)} {rule.get('alert') or rule.get('record')}", str(rule["expr"])))
 
-    exported = set(prom_get(base, "/api/v1/label/__name__/values", {})["data"])
     used: dict[str, set[str]] = {}
-    evaluated = 0
+    parsed: list[tuple[str, str]] = []
     for where, expr in exprs:
         try:
             for name in metric_names(expr):
                 used.setdefault(name, set()).add(where.split(" [")[0])
+            parsed.append((where, expr))
         except ValueError as error:
             fail(f"{where}: does not parse: {error}: {expr}")
-            continue
+    # Series born of the check's traffic (a decided vote, a Discord call)
+    # appear once the events went through and a scrape saw them: wait for
+    # them rather than for a fixed time.
+    import time
+    deadline = time.time() + float(os.environ.get("PALM_OBS_NAME_WAIT_SECS", "30"))
+    while True:
+        exported = set(prom_get(base, "/api/v1/label/__name__/values", {})["data"])
+        if all(n in exported or n in SYNTHETIC for n in used) or time.time() > deadline:
+            break
+        time.sleep(1)
+    evaluated = 0
+    for where, expr in parsed:
         answer = prom_get(base, "/api/v1/query", {"query": expr})
         evaluated += 1
         if answer.get("status") != "success":
@@ -518,7 +529,7 @@ def selftest(tmp: str, base: str) -> None:
     ]
     with open(svc_path, "w", encoding="utf-8") as f:
         json.dump(svc, f)
-    env = dict(os.environ, PALM_OBS_ROOT=copy)
+    env = dict(os.environ, PALM_OBS_ROOT=copy, PALM_OBS_NAME_WAIT_SECS="0")
     me = os.path.abspath(__file__)
     out = ""
     for args in (["static", os.path.join(tmp, "selftest-static")], ["live", base]):

@@ -171,8 +171,7 @@ palmctl --token "$alice" --seed obs-alice link-wallet --with-seed "obs-alice-$sl
 palmctl --token "$bob" post /v1/me/verifications \
   '{"kind": "discord", "code": "observability-check", "redirect_uri": "http://localhost/cb"}' >/dev/null
 palmctl get /v1/no-such-route >/dev/null 2>&1 || true
-# Let the events flow and a few scrapes happen.
-sleep 4
+# check.py live waits (up to 30 s) for the series this traffic creates.
 "$py" scripts/observability/check.py live "$prom" || static_rc=1
 # The checks above must be able to fail: one planted fault of each kind.
 "$py" scripts/observability/check.py selftest "$state" "$prom" || static_rc=1
