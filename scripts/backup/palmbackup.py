@@ -2,7 +2,8 @@
 """The MongoDB side of Palm's backups: what a dump holds, and whether a
 restore holds it too.
 
-Subcommands (each prints one line of JSON or the problems it found):
+Subcommands (each prints one line of JSON or the problems it found; --uri
+defaults to $MONGO_URI, which keeps the password off the command line):
 
   oplog-end ARCHIVE
       The timestamp of the last oplog entry in a `mongodump --archive
@@ -18,6 +19,10 @@ Subcommands (each prints one line of JSON or the problems it found):
       {_id: key, status: "ok", started_at, finished_at, size_bytes, s3_key,
       counts}, the document palmplatformmetrics exports as
       palm_platform_backup_last_success_timestamp_seconds.
+  ttl-monitor on|off --uri U
+      Resumes or pauses TTL deletions on the target of a restore: restored
+      nonces and processed-message records past their TTL would otherwise
+      vanish between the restore and the count check.
   verify --uri U --db D --manifest M.json [--close-race-secs S]
       Checks a restored database: every collection's count equals the
       manifest's, and every closed proposal's stored tally equals a recount
@@ -382,6 +387,19 @@ def cmd_verify(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_ttl_monitor(args) -> int:
+    enabled = args.state == "on"
+    _client(args.uri).admin.command({"setParameter": 1, "ttlMonitorEnabled": enabled})
+    print(json.dumps({"ttl_monitor": args.state}))
+    return 0
+
+
+# The URI carries the password: taken from MONGO_URI rather than the command
+# line, where every process on the host could read it.
+URI = {"default": os.environ.get("MONGO_URI"), "required": not os.environ.get("MONGO_URI"),
+       "help": "MongoDB URI (default: $MONGO_URI)"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -391,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_oplog_end)
 
     p = sub.add_parser("manifest", help="counts at the archive's point in time")
-    p.add_argument("--uri", required=True)
+    p.add_argument("--uri", **URI)
     p.add_argument("--db", required=True)
     p.add_argument("--archive", required=True)
     p.add_argument("--key", required=True, help="the dated S3 key: the record's _id")
@@ -401,18 +419,23 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_manifest)
 
     p = sub.add_parser("record", help="write the backup record")
-    p.add_argument("--uri", required=True)
+    p.add_argument("--uri", **URI)
     p.add_argument("--db", required=True)
     p.add_argument("--manifest", required=True)
     p.set_defaults(run=cmd_record)
 
     p = sub.add_parser("verify", help="check a restored database")
-    p.add_argument("--uri", required=True)
+    p.add_argument("--uri", **URI)
     p.add_argument("--db", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--close-race-secs", type=float, default=2.0,
                    help="votes validated this close to the close may fall on either side (default 2)")
     p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("ttl-monitor", help="pause or resume TTL deletions while a restore is checked")
+    p.add_argument("--uri", **URI)
+    p.add_argument("state", choices=["on", "off"])
+    p.set_defaults(run=cmd_ttl_monitor)
 
     args = parser.parse_args(argv)
     try:
