@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use palm_amqp::dlq::Selector;
 use palm_core::eth::{Address, LocalKey, keccak256};
 use serde_json::Value;
 
@@ -14,7 +15,8 @@ pub(crate) const USAGE: &str = "\
 palmctl: a development client for Palm's public API (palmdao). It signs
 Sign-In with Ethereum messages and EIP-712 votes with a local key, so the API
 can be used without a browser wallet. Development keys only: never pass the
-key of a wallet that holds anything.
+key of a wallet that holds anything. The `dlq` commands are the operator's
+tools for RabbitMQ's dead-letter queues.
 
 Usage: palmctl [FLAGS] COMMAND [ARGS]
 
@@ -31,6 +33,24 @@ Commands:
                                print the eth_signTypedData_v4 document of
                                the vote, for signing with a real wallet
 
+Dead letters (an operator's commands, on RabbitMQ rather than the API):
+  dlq list [QUEUE...]          every DLQ with its depth and origin queue
+                               (Palm's queues unless QUEUEs are named)
+  dlq show DLQ [--limit N]     the first N (20) messages: reason, headers,
+                               x-death, a body preview; nothing is consumed
+  dlq replay DLQ --id ID | --filter GLOB | --all [--limit N] [--dry-run]
+                 [--via-exchange]
+                               send dead letters back to their origin queue
+                               (or, --via-exchange, to PREFIX.events with
+                               their routing key); each leaves the DLQ only
+                               once its replay is confirmed. GLOB matches the
+                               routing key or the reason (* and ?)
+  dlq purge DLQ [--yes]        delete a DLQ's messages after you type its
+                               name (or --yes)
+  DLQ is a full name (palm.palmvalidator.jobs.dlq) or the queue's short name
+  (palmvalidator.jobs). --json prints JSON. Every dlq action writes one JSON
+  audit line (who, what, which ids; never a body) to stderr.
+
 Flags, each with its environment variable and default:
   --api URL       PALMCTL_API       http://127.0.0.1:8080
   --key 0xHEX     PALMCTL_KEY       a 32-byte private key
@@ -39,6 +59,9 @@ Flags, each with its environment variable and default:
   --domain HOST   PALMCTL_DOMAIN    localhost:8080 (palmdao's auth.domain)
   --uri URI       PALMCTL_URI       http://DOMAIN/v1/auth/siwe (auth.uri)
   --chain-id N    PALMCTL_CHAIN_ID  1
+  --amqp-url URL  PALMCTL_AMQP_URL, else the services' PALM__AMQP__URL;
+                  amqp://guest:guest@127.0.0.1:5672/%2f
+  --amqp-prefix P PALMCTL_AMQP_PREFIX, else PALM__AMQP__PREFIX; palm
   -h, --help      this text
 
 Sign-ins name DOMAIN, URI and the chain id, which must match palmdao's
@@ -48,7 +71,8 @@ it, counting choices from 1: 2 (single-choice), [1,3] (approval),
 {\"1\":2,\"3\":1} (weighted).
 
 Exit status: 0 done; 1 the call failed (the problem document goes to
-stderr); 2 bad usage.
+stderr), or a purge was not confirmed, or a replay's --id is not there;
+2 bad usage.
 
 Example:
   export PALMCTL_SEED=alice
@@ -57,7 +81,7 @@ Example:
 ";
 
 /// Flags that take a value; `--help` is handled apart.
-const FLAGS: [&str; 10] = [
+const FLAGS: [&str; 15] = [
     "api",
     "key",
     "seed",
@@ -68,6 +92,29 @@ const FLAGS: [&str; 10] = [
     "with-key",
     "with-seed",
     "voter",
+    "amqp-url",
+    "amqp-prefix",
+    "limit",
+    "id",
+    "filter",
+];
+
+/// Flags that take no value.
+const SWITCHES: [&str; 5] = ["all", "dry-run", "yes", "json", "via-exchange"];
+
+/// Flags only some commands take; any other command refuses them.
+const COMMAND_FLAGS: [&str; 11] = [
+    "with-key",
+    "with-seed",
+    "voter",
+    "limit",
+    "id",
+    "filter",
+    "all",
+    "dry-run",
+    "yes",
+    "json",
+    "via-exchange",
 ];
 
 /// A command line that cannot be run; exit code 2.
@@ -124,7 +171,60 @@ pub(crate) enum Command {
         choice: Value,
         voter: Address,
     },
+    /// A dead-letter queue operation.
+    Dlq(DlqCommand),
 }
+
+/// A `dlq` subcommand and the broker it runs against.
+#[derive(Clone)]
+pub(crate) struct DlqCommand {
+    /// `amqp://user:pass@host:port/vhost`.
+    pub(crate) amqp_url: String,
+    /// Prefix of every queue name (`amqp.prefix` of the services).
+    pub(crate) prefix: String,
+    /// Print JSON instead of text.
+    pub(crate) json: bool,
+    /// What to do.
+    pub(crate) action: DlqAction,
+}
+
+impl fmt::Debug for DlqCommand {
+    // The URL holds the broker password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DlqCommand")
+            .field("prefix", &self.prefix)
+            .field("json", &self.json)
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `dlq` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DlqAction {
+    /// Depth of each DLQ of these queues (full names).
+    List { queues: Vec<String> },
+    /// The first `limit` messages of `dlq`.
+    Show { dlq: String, limit: usize },
+    /// Replay the selected messages of `dlq`.
+    Replay {
+        dlq: String,
+        selector: Selector,
+        limit: Option<usize>,
+        dry_run: bool,
+        via_exchange: bool,
+    },
+    /// Purge `dlq`, asking first unless `yes`.
+    Purge { dlq: String, yes: bool },
+}
+
+/// Short names of the queues Palm's services consume; `dlq list` shows
+/// their DLQs. A test compares it with the services' own topologies.
+pub(crate) const PALM_QUEUES: [&str; 3] = [
+    "palmdao.results",
+    "palmvalidator.jobs",
+    "palmvalidator-discord.jobs",
+];
 
 /// A parsed command line.
 #[derive(Debug, Clone)]
@@ -189,6 +289,13 @@ pub(crate) fn parse(
                 Some((name, value)) => (name, Some(value.to_owned())),
                 None => (flag, None),
             };
+            if let Some(switch) = SWITCHES.into_iter().find(|known| *known == name) {
+                if inline.is_some() {
+                    return Err(usage(format!("--{switch} takes no value")));
+                }
+                flags.insert(switch, String::new());
+                continue;
+            }
             let name = FLAGS
                 .into_iter()
                 .find(|known| *known == name)
@@ -207,8 +314,12 @@ pub(crate) fn parse(
         return Ok(None);
     }
     let options = options(&flags, &env)?;
-    let command = command(&positionals, &mut flags, &options)?;
-    if let Some(name) = ["with-key", "with-seed", "voter"]
+    let command = if positionals.first().is_some_and(|name| name == "dlq") {
+        Command::Dlq(dlq_command(&positionals[1..], &mut flags, &env)?)
+    } else {
+        command(&positionals, &mut flags, &options)?
+    };
+    if let Some(name) = COMMAND_FLAGS
         .into_iter()
         .find(|name| flags.contains_key(name))
     {
@@ -354,6 +465,128 @@ fn command(
     Ok(command)
 }
 
+/// A number argument of a flag.
+fn count(text: &str, flag: &str) -> Result<usize, UsageError> {
+    text.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| usage(format!("--{flag} must be a positive number, not `{text}`")))
+}
+
+/// The full DLQ name for `text`: a full name, or a queue's short name with or
+/// without its prefix and `.dlq`.
+pub(crate) fn dlq_name(prefix: &str, text: &str) -> String {
+    let short = text.strip_prefix(&format!("{prefix}.")).unwrap_or(text);
+    let short = short.strip_suffix(".dlq").unwrap_or(short);
+    format!("{prefix}.{short}.dlq")
+}
+
+fn dlq_command(
+    rest: &[String],
+    flags: &mut BTreeMap<&'static str, String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<DlqCommand, UsageError> {
+    let setting = |flag: &str, vars: [&str; 2]| {
+        flags
+            .get(flag)
+            .cloned()
+            .or_else(|| vars.into_iter().find_map(env))
+    };
+    let amqp_url = setting("amqp-url", ["PALMCTL_AMQP_URL", "PALM__AMQP__URL"])
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+        return Err(usage(
+            "--amqp-url must be an amqp:// or amqps:// URL".to_owned(),
+        ));
+    }
+    let prefix = setting("amqp-prefix", ["PALMCTL_AMQP_PREFIX", "PALM__AMQP__PREFIX"])
+        .unwrap_or_else(|| "palm".to_owned());
+    if prefix.is_empty()
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(usage(format!(
+            "--amqp-prefix must be ASCII letters, digits, '-', '_' or '.', not `{prefix}`"
+        )));
+    }
+    let json = flags.remove("json").is_some();
+    let mut limit = || {
+        flags
+            .remove("limit")
+            .map(|n| count(&n, "limit"))
+            .transpose()
+    };
+    let action = match rest.split_first() {
+        Some((name, queues)) if name == "list" => DlqAction::List {
+            queues: if queues.is_empty() {
+                PALM_QUEUES
+                    .iter()
+                    .map(|q| format!("{prefix}.{q}"))
+                    .collect()
+            } else {
+                queues
+                    .iter()
+                    .map(|q| {
+                        let dlq = dlq_name(&prefix, q);
+                        dlq.trim_end_matches(".dlq").to_owned()
+                    })
+                    .collect()
+            },
+        },
+        Some((name, [dlq])) if name == "show" => DlqAction::Show {
+            dlq: dlq_name(&prefix, dlq),
+            limit: limit()?.unwrap_or(20),
+        },
+        Some((name, [dlq])) if name == "replay" => {
+            let limit = limit()?;
+            let selector = match (
+                flags.remove("id"),
+                flags.remove("filter"),
+                flags.remove("all"),
+            ) {
+                (Some(id), None, None) => Selector::Id(id),
+                (None, Some(glob), None) => Selector::Matching(glob),
+                (None, None, Some(_)) => Selector::All,
+                _ => {
+                    return Err(usage(
+                        "`dlq replay` needs exactly one of --id ID, --filter GLOB or --all",
+                    ));
+                }
+            };
+            if matches!(selector, Selector::Id(_)) && limit.is_some() {
+                return Err(usage("--limit does not apply to --id (one message)"));
+            }
+            DlqAction::Replay {
+                dlq: dlq_name(&prefix, dlq),
+                selector,
+                limit,
+                dry_run: flags.remove("dry-run").is_some(),
+                via_exchange: flags.remove("via-exchange").is_some(),
+            }
+        }
+        Some((name, [dlq])) if name == "purge" => DlqAction::Purge {
+            dlq: dlq_name(&prefix, dlq),
+            yes: flags.remove("yes").is_some(),
+        },
+        Some((name, _)) if ["show", "replay", "purge"].contains(&name.as_str()) => {
+            return Err(usage(format!("`dlq {name}` takes one DLQ")));
+        }
+        Some((name, _)) => return Err(usage(format!("unknown command `dlq {name}`"))),
+        None => {
+            return Err(usage(
+                "`dlq` needs a subcommand: list, show, replay or purge",
+            ));
+        }
+    };
+    Ok(DlqCommand {
+        amqp_url,
+        prefix,
+        json,
+        action,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -432,6 +665,110 @@ mod tests {
         );
         assert!(parse(args("--help anything"), no_env).is_ok_and(|p| p.is_none()));
         assert!(parse(args("help"), no_env).is_ok_and(|p| p.is_none()));
+    }
+
+    #[test]
+    fn dlq_commands_take_their_flags_and_environment() {
+        let dlq =
+            |line: &str, env: &dyn Fn(&str) -> Option<String>| match parse_some(args(line), env)
+                .unwrap()
+                .command
+            {
+                Command::Dlq(command) => command,
+                other => panic!("not a dlq command: {other:?}"),
+            };
+        let list = dlq("dlq list", &no_env);
+        assert_eq!(list.amqp_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(list.prefix, "palm");
+        assert_eq!(
+            list.action,
+            DlqAction::List {
+                queues: vec![
+                    "palm.palmdao.results".into(),
+                    "palm.palmvalidator.jobs".into(),
+                    "palm.palmvalidator-discord.jobs".into()
+                ]
+            }
+        );
+        // The services' variables, overridden by palmctl's, overridden by flags.
+        let services = |name: &str| match name {
+            "PALM__AMQP__URL" => Some("amqp://svc@h:1/v".to_owned()),
+            "PALM__AMQP__PREFIX" => Some("palm-stg".to_owned()),
+            _ => None,
+        };
+        let show = dlq("dlq show palmvalidator.jobs --limit 3 --json", &services);
+        assert_eq!(show.amqp_url, "amqp://svc@h:1/v");
+        assert!(show.json);
+        assert_eq!(
+            show.action,
+            DlqAction::Show {
+                dlq: "palm-stg.palmvalidator.jobs.dlq".into(),
+                limit: 3
+            }
+        );
+        let ours = |name: &str| match name {
+            "PALMCTL_AMQP_PREFIX" => Some("mine".to_owned()),
+            other => services(other),
+        };
+        assert_eq!(
+            dlq("dlq list q", &ours).action,
+            DlqAction::List {
+                queues: vec!["mine.q".into()]
+            }
+        );
+        let flagged = dlq(
+            "dlq purge mine.q.dlq --amqp-prefix=mine --yes --amqp-url amqps://x/",
+            &services,
+        );
+        assert_eq!(flagged.amqp_url, "amqps://x/");
+        assert_eq!(
+            flagged.action,
+            DlqAction::Purge {
+                dlq: "mine.q.dlq".into(),
+                yes: true
+            }
+        );
+        assert_eq!(
+            dlq(
+                "dlq replay q --filter job.* --dry-run --limit 2 --via-exchange",
+                &no_env
+            )
+            .action,
+            DlqAction::Replay {
+                dlq: "palm.q.dlq".into(),
+                selector: Selector::Matching("job.*".into()),
+                limit: Some(2),
+                dry_run: true,
+                via_exchange: true,
+            }
+        );
+        assert_eq!(
+            dlq("dlq replay palm.q.dlq --id 0192", &no_env).action,
+            DlqAction::Replay {
+                dlq: "palm.q.dlq".into(),
+                selector: Selector::Id("0192".into()),
+                limit: None,
+                dry_run: false,
+                via_exchange: false,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_dlq_command_lines_say_what_is_wrong() {
+        let error = |line: &str| parse(args(line), no_env).unwrap_err().0;
+        assert!(error("dlq").starts_with("`dlq` needs a subcommand"));
+        assert_eq!(error("dlq frob"), "unknown command `dlq frob`");
+        assert_eq!(error("dlq show"), "`dlq show` takes one DLQ");
+        assert!(error("dlq replay q").starts_with("`dlq replay` needs exactly one"));
+        assert!(error("dlq replay q --all --id x").starts_with("`dlq replay` needs exactly one"));
+        assert!(error("dlq replay q --id x --limit 2").starts_with("--limit does not apply"));
+        assert!(error("dlq show q --limit 0").starts_with("--limit must be a positive"));
+        assert_eq!(error("dlq show q --yes"), "--yes does not apply to `dlq`");
+        assert_eq!(error("get /v1/me --json"), "--json does not apply to `get`");
+        assert_eq!(error("dlq purge q --yes=1"), "--yes takes no value");
+        assert!(error("dlq list --amqp-url http://x").starts_with("--amqp-url must be"));
+        assert!(error("dlq list --amqp-prefix a/b").starts_with("--amqp-prefix must be"));
     }
 
     #[test]

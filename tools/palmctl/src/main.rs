@@ -4,12 +4,17 @@
 //! signatures, which normally needs a browser wallet. `palmctl` signs both
 //! with a local development key (`--seed WORD` is keccak256 of the word), so
 //! the README's walkthrough goes from nothing to a signed-in call and a
-//! submitted vote from a shell. It is for development only: the services
-//! never sign, and no key that holds anything belongs here.
+//! submitted vote from a shell. Those API commands are for development
+//! only: the services never sign, and no key that holds anything belongs
+//! here. `palmctl dlq …` is the operator's side: it talks to RabbitMQ, not
+//! the API, and signs nothing (see `docs/operations-dlq.md`).
 //!
 //! # Layout
 //! - [`args`]: the command line (flags, their environment variables, the
 //!   usage text), parsed by hand.
+//! - [`dlq`]: `palmctl dlq …`, the operator's commands for dead-letter
+//!   queues (list, show without consuming, replay, purge), on RabbitMQ
+//!   through `palm_amqp::dlq`, each action audited on stderr.
 //! - this file: the commands, over a small JSON client ([`Api`]) that turns
 //!   a non-2xx answer into an error carrying the problem document. Results
 //!   go to stdout through [`out`], which treats a closed pipe
@@ -20,6 +25,7 @@
 //! so palmctl signs exactly what palmdao and the validator verify.
 
 mod args;
+mod dlq;
 
 use std::fmt;
 use std::io::{self, Write as _};
@@ -147,6 +153,7 @@ async fn run(Invocation { options, command }: Invocation) -> anyhow::Result<()> 
             let path = format!("/v1/proposals/{proposal}/votes");
             print_json(&api.call(Method::POST, &path, Some(&body)).await?)?;
         }
+        Command::Dlq(command) => dlq::run(command).await?,
         Command::TypedData {
             proposal,
             choice,
