@@ -158,6 +158,7 @@ palmctl() {
     --uri http://localhost:8080/v1/auth/siwe "$@"
 }
 slug="obs-$(date +%s)"
+log "traffic through palmdao's API (a palmctl failure here stops the check)"
 alice="$(palmctl --seed obs-alice login 2>/dev/null)"
 palmctl --token "$alice" post /v1/communities "{\"slug\": \"$slug\", \"name\": \"Observability check\"}" >/dev/null
 start="$(date -u -d '-1 minute' +%FT%TZ)" end="$(date -u -d '+1 day' +%FT%TZ)"
