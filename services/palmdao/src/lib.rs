@@ -129,8 +129,14 @@ pub struct HttpSettings {
     pub rate_limit_per_second: u32,
     /// Requests a client may burst above the sustained rate.
     pub rate_limit_burst: u32,
-    /// Take the client from the first `X-Forwarded-For` hop (behind the ALB).
+    /// Take the client from `X-Forwarded-For` (only behind a proxy that
+    /// appends to it, such as the AWS ALB); otherwise the socket peer.
     pub trust_forwarded_for: bool,
+    /// How many proxies in front of palmdao append to `X-Forwarded-For`
+    /// (1 for the ALB alone, 2 for CloudFront → ALB): the client is the
+    /// entry this many places from the right, since every entry left of it
+    /// was written by the client. 1–10.
+    pub forwarded_for_trusted_hops: u32,
 }
 
 impl Default for HttpSettings {
@@ -142,6 +148,7 @@ impl Default for HttpSettings {
             rate_limit_per_second: 20,
             rate_limit_burst: 40,
             trust_forwarded_for: false,
+            forwarded_for_trusted_hops: 1,
         }
     }
 }
@@ -240,6 +247,13 @@ impl ServiceSettings for Settings {
                 "nonce_ttl_secs",
                 "nonce and session lifetimes must be above 0",
             );
+        }
+        if !(1..=10).contains(&self.http.forwarded_for_trusted_hops) {
+            return Err(InvalidSetting::new(
+                "http",
+                "forwarded_for_trusted_hops",
+                "must be between 1 and 10",
+            ));
         }
         if self.http.rate_limit_per_second == 0 || self.http.rate_limit_burst == 0 {
             return Err(InvalidSetting::new(

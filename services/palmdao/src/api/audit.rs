@@ -8,7 +8,9 @@
 //! which are not the community's to read.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{ApiPath, ApiQuery};
 use chrono::{DateTime, Utc};
 use palm_mongo::AuditLog;
 use palm_mongo::audit::SUBJECTS_FIELD;
@@ -116,7 +118,7 @@ async fn list_for(
 pub async fn mine(
     State(state): State<AppState>,
     session: Session,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Paged<AuditEntry>>, Problem> {
     list_for(&state, palm_subject(session.0), &query).await
 }
@@ -131,8 +133,8 @@ pub async fn mine(
 pub async fn community(
     State(state): State<AppState>,
     session: Session,
-    Path(slug): Path<String>,
-    Query(query): Query<AuditQuery>,
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Paged<AuditEntry>>, Problem> {
     let community = communities::find(&state, &slug).await?;
     communities::require_admin(&community, session.0)?;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AppState;
-use super::json::ApiJson;
+use super::extract::ApiJson;
 use super::openapi::{Always, BadBody};
 use super::palm_ids;
 use super::problem::Problem;

@@ -5,7 +5,9 @@
 //! is one membership.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::audit::{community_subject, palm_subject};
-use super::json::ApiJson;
+use super::extract::ApiJson;
 use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
@@ -279,13 +281,17 @@ pub async fn create(
 }
 
 /// Inserts the membership with its `member.joined` event; `false` if it existed.
+/// Adds `palm_id` to the community with `role`, unless already a member.
+/// Returns whether it was added and the membership as stored: joining again
+/// answers with the existing membership (its role and `joined_at`), never a
+/// made-up one.
 async fn add_member(
     state: &AppState,
     community_id: Uuid,
     slug: &str,
     palm_id: Uuid,
     role: &str,
-) -> Result<bool, Problem> {
+) -> Result<(bool, Document), Problem> {
     let joined = Envelope::new(
         SERVICE,
         MemberJoined {
@@ -305,16 +311,34 @@ async fn add_member(
         community_subject(&community_id.to_string()),
         palm_subject(palm_id),
     ]);
+    let id = membership.get_str("_id").unwrap_or_default().to_owned();
+    let stored = membership.clone();
     outbox::attach(&mut membership, &[record]);
-    match state
-        .database()
-        .collection::<Document>(MEMBERSHIPS)
-        .insert_one(membership)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(error) if palm_mongo::is_duplicate_key(&error) => Ok(false),
+    let memberships = state.database().collection::<Document>(MEMBERSHIPS);
+    match memberships.insert_one(membership).await {
+        Ok(_) => Ok((true, stored)),
+        Err(error) if palm_mongo::is_duplicate_key(&error) => {
+            let existing = memberships
+                .find_one(doc! { "_id": &id })
+                .projection(doc! { "palm_id": 1, "role": 1, "joined_at": 1 })
+                .await?
+                // Left between the insert and the read: nothing to report
+                // but what was asked for.
+                .unwrap_or(stored);
+            Ok((false, existing))
+        }
         Err(error) => Err(error.into()),
+    }
+}
+
+fn member_view(membership: &Document) -> MemberView {
+    MemberView {
+        palm_id: membership.get_str("palm_id").unwrap_or_default().to_owned(),
+        role: membership.get_str("role").unwrap_or_default().to_owned(),
+        joined_at: membership
+            .get_datetime("joined_at")
+            .map(from_bson_time)
+            .unwrap_or_default(),
     }
 }
 
@@ -326,7 +350,7 @@ async fn add_member(
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Paged<CommunityView>>, Problem> {
     let limit = pages::limit(page.limit)?;
     let filter = match &page.cursor {
@@ -356,7 +380,7 @@ pub async fn list(
 #[tracing::instrument(skip_all, fields(%slug))]
 pub async fn get_one(
     State(state): State<AppState>,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<CommunityView>, Problem> {
     Ok(Json(view(&find(&state, &slug).await?)))
 }
@@ -386,7 +410,7 @@ pub struct MemberView {
 pub async fn join(
     State(state): State<AppState>,
     session: Session,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
 ) -> Result<(StatusCode, Json<MemberView>), Problem> {
     let community = find(&state, &slug).await?;
     let level = level_of(&state, session.0).await?;
@@ -395,18 +419,13 @@ pub async fn join(
     }
     let id = Uuid::parse_str(community.get_str("_id").unwrap_or_default())
         .map_err(anyhow::Error::from)?;
-    let created = add_member(&state, id, &slug, session.0, "member").await?;
+    let (created, membership) = add_member(&state, id, &slug, session.0, "member").await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let member = MemberView {
-        palm_id: session.0.to_string(),
-        role: "member".into(),
-        joined_at: Utc::now(),
-    };
-    Ok((status, Json(member)))
+    Ok((status, Json(member_view(&membership))))
 }
 
 /// Leaves a community; its admins cannot (hand over first).
@@ -422,7 +441,7 @@ pub async fn join(
 pub async fn leave(
     State(state): State<AppState>,
     session: Session,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
     let community = find(&state, &slug).await?;
     if is_admin(&community, session.0) {
@@ -474,8 +493,8 @@ pub async fn leave(
 #[tracing::instrument(skip_all, fields(%slug))]
 pub async fn members(
     State(state): State<AppState>,
-    Path(slug): Path<String>,
-    Query(page): Query<Page>,
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Paged<MemberView>>, Problem> {
     let limit = pages::limit(page.limit)?;
     let community = find(&state, &slug).await?;
@@ -493,18 +512,10 @@ pub async fn members(
         .await?
         .try_collect()
         .await?;
-    let member = |d: &Document| MemberView {
-        palm_id: d.get_str("palm_id").unwrap_or_default().to_owned(),
-        role: d.get_str("role").unwrap_or_default().to_owned(),
-        joined_at: d
-            .get_datetime("joined_at")
-            .map(from_bson_time)
-            .unwrap_or_default(),
-    };
     Ok(Json(Paged::from_documents(
         &documents,
         limit,
-        member,
+        member_view,
         |d| d.get_str("palm_id").unwrap_or_default().to_owned(),
     )))
 }

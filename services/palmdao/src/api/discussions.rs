@@ -3,7 +3,9 @@
 //! it came from.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use palm_core::Envelope;
@@ -17,7 +19,7 @@ use uuid::Uuid;
 
 use super::audit::{community_subject, palm_subject};
 use super::communities;
-use super::json::ApiJson;
+use super::extract::ApiJson;
 use super::openapi::{Always, BadBody, BadQuery, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
@@ -98,7 +100,7 @@ fn view(document: &Document) -> DiscussionView {
 pub async fn create(
     State(state): State<AppState>,
     session: Session,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
     ApiJson(request): ApiJson<CreateDiscussion>,
 ) -> Result<(StatusCode, HeaderMap, Json<DiscussionView>), Problem> {
     pages::check_title_and_body(&request.title, &request.body)?;
@@ -150,8 +152,8 @@ pub async fn create(
 #[tracing::instrument(skip_all, fields(%slug))]
 pub async fn list(
     State(state): State<AppState>,
-    Path(slug): Path<String>,
-    Query(page): Query<Page>,
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Paged<DiscussionView>>, Problem> {
     let community = communities::find(&state, &slug).await?;
     let filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
@@ -186,7 +188,7 @@ pub(crate) async fn load(state: &AppState, id: &str) -> Result<Document, Problem
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn get_one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DiscussionView>, Problem> {
     Ok(Json(view(&load(&state, &id).await?)))
 }

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`problem`]: RFC 9457 problem responses with stable codes.
-//! - [`json`]: the JSON body extractor whose rejections are problems.
+//! - [`extract`]: the body, query and path extractors whose rejections are problems.
 //! - [`session`]: signed, expiring bearer tokens and the [`session::Session`] extractor.
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
@@ -23,7 +23,7 @@ pub mod audit;
 pub mod auth;
 pub mod communities;
 pub mod discussions;
-pub mod json;
+pub mod extract;
 pub mod openapi;
 pub mod pages;
 pub mod palm_ids;
@@ -165,18 +165,64 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
             "Method not allowed",
         )
     })
+    .layer(middleware::from_fn(errors_as_problems))
     .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
     .layer(middleware::from_fn_with_state(
         rate_limit::RateLimiter::new(
             settings.rate_limit_per_second,
             settings.rate_limit_burst,
-            settings.trust_forwarded_for,
+            settings
+                .trust_forwarded_for
+                .then_some(settings.forwarded_for_trusted_hops),
         ),
         rate_limit::limit_rate,
     ))
     .layer(middleware::from_fn_with_state(timeout, limit_time))
     .layer(middleware::from_fn(trace_request))
     .with_state(state)
+}
+
+/// Makes every error response a problem document, whatever produced it (a
+/// layer, or an extractor a handler added without going through
+/// [`extract`]): one error contract for every route (RFC 9457). The bare
+/// text becomes the `detail`; the status and other headers are kept.
+async fn errors_as_problems(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .filter(|text| !text.trim().is_empty());
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "no_route",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        _ if status.is_server_error() => "internal",
+        _ => "request_refused",
+    };
+    let mut problem = Problem::new(status, code, status.canonical_reason().unwrap_or("Error"));
+    if let Some(detail) = detail {
+        problem = problem.with_detail(detail);
+    }
+    let mut response = problem.into_response();
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    for (name, value) in &parts.headers {
+        response.headers_mut().entry(name).or_insert(value.clone());
+    }
+    response
 }
 
 /// Answers `503` with a problem when a request runs past its time limit.

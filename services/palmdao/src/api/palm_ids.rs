@@ -7,7 +7,9 @@
 
 use super::audit::palm_subject;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::ApiPath;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use palm_core::Envelope;
@@ -19,7 +21,7 @@ use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::json::ApiJson;
+use super::extract::ApiJson;
 use super::openapi::{Always, BadBody, Conflict, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
@@ -333,7 +335,7 @@ pub async fn update_me(
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn public_view(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<PublicView>, Problem> {
     let id = Uuid::parse_str(&id).map_err(|_| Problem::not_found("PalmID"))?;
     let document = load(state.database(), id)

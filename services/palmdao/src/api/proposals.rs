@@ -7,7 +7,9 @@
 
 use super::audit::{community_subject, palm_subject};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use palm_core::Envelope;
@@ -22,7 +24,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::communities;
-use super::json::ApiJson;
+use super::extract::ApiJson;
 use super::openapi::{Always, BadBody, BadQuery, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Paged};
 use super::problem::Problem;
@@ -199,7 +201,7 @@ fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
 pub async fn create(
     State(state): State<AppState>,
     session: Session,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
     ApiJson(request): ApiJson<CreateProposal>,
 ) -> Result<(StatusCode, HeaderMap, Json<ProposalView>), Problem> {
     let community = communities::find(&state, &slug).await?;
@@ -333,8 +335,8 @@ pub struct ProposalQuery {
 #[tracing::instrument(skip_all, fields(%slug))]
 pub async fn list(
     State(state): State<AppState>,
-    Path(slug): Path<String>,
-    Query(query): Query<ProposalQuery>,
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ProposalQuery>,
 ) -> Result<Json<Paged<ProposalView>>, Problem> {
     let community = communities::find(&state, &slug).await?;
     let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
@@ -380,7 +382,7 @@ async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn get_one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ProposalView>, Problem> {
     Ok(Json(view(&load(state.database(), &id).await?, Utc::now())))
 }
@@ -435,7 +437,7 @@ fn choice_fits(voting_type: &str, choice: &Value, count: usize) -> bool {
 pub async fn cast(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(vote): ApiJson<CastVote>,
 ) -> Result<(StatusCode, HeaderMap, Json<VoteView>), Problem> {
     let database = state.database();
@@ -539,7 +541,7 @@ pub async fn cast(
 pub async fn vote(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<VoteView>, Problem> {
     let found = state
         .database()
@@ -626,7 +628,7 @@ pub struct ChoiceResult {
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn results(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ResultsView>, Problem> {
     let proposal = load(state.database(), &id).await?;
     let proposal_view = view(&proposal, Utc::now());

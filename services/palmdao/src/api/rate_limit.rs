@@ -4,8 +4,13 @@
 //!
 //! The buckets live in each replica, so N replicas allow N times the rate;
 //! the load balancer's (WAF) rules are the global cap. The client is the
-//! socket peer, or the first `X-Forwarded-For` hop when
-//! `http.trust_forwarded_for` is set (only behind a proxy that sets it).
+//! socket peer, or, when `http.trust_forwarded_for` is set (only behind a
+//! proxy that appends to it), the `X-Forwarded-For` entry
+//! `http.forwarded_for_trusted_hops` places from the right: each trusted
+//! proxy appends the address it received the request from, so the entries
+//! to the left of those were written by the client and prove nothing
+//! (MDN, "X-Forwarded-For: selecting an IP address"; the AWS ALB appends
+//! the client's address).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,7 +32,9 @@ const SWEEP_ABOVE: usize = 10_000;
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
-    trust_forwarded_for: bool,
+    /// `Some(hops)`: the client is the `X-Forwarded-For` entry `hops`
+    /// places from the right.
+    forwarded_for_hops: Option<u32>,
     buckets: Arc<Mutex<HashMap<IpAddr, Bucket>>>,
 }
 
@@ -38,12 +45,14 @@ struct Bucket {
 }
 
 impl RateLimiter {
-    /// A limiter of `per_second` with bursts up to `burst`.
-    pub fn new(per_second: u32, burst: u32, trust_forwarded_for: bool) -> Self {
+    /// A limiter of `per_second` with bursts up to `burst`, keyed on the
+    /// socket peer, or on the `X-Forwarded-For` entry `forwarded_for_hops`
+    /// places from the right when given.
+    pub fn new(per_second: u32, burst: u32, forwarded_for_hops: Option<u32>) -> Self {
         Self {
             per_second: f64::from(per_second.max(1)),
             burst: f64::from(burst.max(1)),
-            trust_forwarded_for,
+            forwarded_for_hops,
             buckets: Arc::default(),
         }
     }
@@ -75,21 +84,38 @@ impl RateLimiter {
     }
 
     fn client(&self, request: &Request) -> Option<IpAddr> {
-        if self.trust_forwarded_for
-            && let Some(first) = request
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
+        if let Some(hops) = self.forwarded_for_hops
+            && let Some(client) = forwarded_client(
+                request
+                    .headers()
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+                hops,
+            )
         {
-            return Some(first);
+            return Some(client);
         }
         request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip())
     }
+}
+
+/// The client address in `X-Forwarded-For` values (several header lines
+/// read as one list, in order): the entry `hops` places from the right, or
+/// the left-most when the list is shorter than that. `None` when there is
+/// no entry or the chosen one is not an IP address.
+fn forwarded_client<'a>(values: impl Iterator<Item = &'a str>, hops: u32) -> Option<IpAddr> {
+    let entries: Vec<&str> = values
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let hops = usize::try_from(hops.max(1)).ok()?;
+    let index = entries.len().saturating_sub(hops);
+    entries.get(index)?.parse().ok()
 }
 
 /// The middleware.
@@ -120,9 +146,32 @@ pub async fn limit_rate(
 mod tests {
     use super::*;
 
+    fn client(values: &[&'static str], hops: u32) -> Option<IpAddr> {
+        forwarded_client(values.iter().copied(), hops)
+    }
+
+    #[test]
+    fn the_client_is_the_entry_the_trusted_proxies_appended() {
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        // The client wrote the left entry; the ALB appended the right one.
+        assert_eq!(client(&["198.51.100.7, 203.0.113.7"], 1), ip("203.0.113.7"));
+        assert_eq!(
+            client(&["198.51.100.7, 203.0.113.7"], 2),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client(&["198.51.100.7", "203.0.113.7"], 1),
+            ip("203.0.113.7")
+        );
+        assert_eq!(client(&["203.0.113.7"], 2), ip("203.0.113.7"));
+        assert_eq!(client(&["2001:db8::1"], 1), ip("2001:db8::1"));
+        assert_eq!(client(&["garbage, not-an-ip"], 1), None);
+        assert_eq!(client(&[""], 1), None);
+    }
+
     #[test]
     fn allows_the_burst_then_refills_at_the_rate() {
-        let limiter = RateLimiter::new(2, 3, false);
+        let limiter = RateLimiter::new(2, 3, None);
         let client: IpAddr = "10.0.0.1".parse().unwrap();
         let start = Instant::now();
         for _ in 0..3 {

@@ -93,7 +93,7 @@ impl FromRequestParts<AppState> for Session {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or_else(Problem::unauthenticated)?;
         state
             .inner
@@ -104,12 +104,31 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// matched case-insensitively (RFC 9110 §11.1: auth schemes are
+/// case-insensitive; RFC 6750 §2.1), with any amount of spaces after it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn keys() -> SessionKeys {
         SessionKeys::new(&SecretString::from("k".repeat(32)), Duration::from_secs(60))
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER   abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 
     #[test]

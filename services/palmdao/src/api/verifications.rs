@@ -5,7 +5,9 @@
 
 use super::audit::palm_subject;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::ApiPath;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use palm_core::Envelope;
@@ -15,7 +17,7 @@ use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::json::ApiJson;
+use super::extract::ApiJson;
 use super::openapi::{Always, BadBody, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
@@ -180,7 +182,7 @@ pub async fn request(
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<VerificationView>, Problem> {
     let found = state
         .database()

@@ -1,0 +1,199 @@
+//! palmdao's HTTP edge as an outside client meets it, with the real binary:
+//! one error contract (every error a problem document, whatever part of the
+//! request was wrong), `401` naming its scheme, the bearer scheme matched
+//! case-insensitively, joining twice changing nothing, and the rate limiter
+//! keyed on the address the trusted proxy appended, not on what the client
+//! wrote into `X-Forwarded-For`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use palm_tests::palmdao::{Palmdao, key};
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+fn is_problem(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_malformed_part_of_a_request_gets_a_problem_document() {
+    let palmdao = Palmdao::start().await;
+    let http = palm_service::http::client();
+    let cases = [
+        // (method, path, status, code)
+        (
+            Method::GET,
+            "/v1/communities?limit=abc",
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/communities?limit=-1",
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/communities?limit=99999999999999999999",
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/me/audit?limit=%FF",
+            401,
+            "unauthenticated",
+        ),
+        (Method::GET, "/v1/communities/%FF%FE", 400, "invalid_path"),
+        (Method::GET, "/v1/nowhere", 404, "no_route"),
+        (Method::DELETE, "/v1/communities", 405, "method_not_allowed"),
+    ];
+    for (method, path, status, code) in cases {
+        let response = http
+            .request(method.clone(), format!("{}{path}", palmdao.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        assert!(
+            is_problem(response.headers()),
+            "{method} {path}: {:?}",
+            response.headers()
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], code, "{method} {path}: {body}");
+        assert_eq!(body["status"], status, "{body}");
+    }
+    palmdao.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_names_the_bearer_scheme_and_the_scheme_is_case_insensitive() {
+    let palmdao = Palmdao::start().await;
+    let http = palm_service::http::client();
+    let reply = palmdao.call(Method::GET, "/v1/me", None, None).await;
+    assert_eq!(reply.status, 401);
+    let challenge = reply
+        .headers
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .unwrap();
+    assert!(
+        challenge.to_str().unwrap().starts_with("Bearer "),
+        "{challenge:?}"
+    );
+
+    let session = palmdao
+        .sign_in(&key(&format!("edge-{}", Uuid::new_v4())))
+        .await;
+    let token = session["token"].as_str().unwrap();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = http
+            .get(format!("{}/v1/me", palmdao.base))
+            .header("authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "scheme {scheme}");
+    }
+    palmdao.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_again_answers_with_the_membership_as_it_is() {
+    let palmdao = Palmdao::start_with(&[("PALM__COMMUNITIES__CREATE_MIN_LEVEL", "1")]).await;
+    let (_, admin) = palmdao.new_member("admin").await;
+    let slug = format!("edge-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let (status, body) = palmdao
+        .send(
+            Method::POST,
+            "/v1/communities",
+            Some(&admin),
+            &json!({ "slug": slug, "name": "Edge" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let join = format!("/v1/communities/{slug}/join");
+    let (_, members) = palmdao
+        .get(&format!("/v1/communities/{slug}/members"), None)
+        .await;
+    let stored = members["items"][0].clone();
+    assert_eq!(stored["role"], "admin", "{members}");
+
+    for _ in 0..2 {
+        let (status, again) = palmdao
+            .send(Method::POST, &join, Some(&admin), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again, stored, "the existing membership, unchanged");
+    }
+    let (_, member) = palmdao.new_member("member").await;
+    let (status, first) = palmdao
+        .send(Method::POST, &join, Some(&member), &json!({}))
+        .await;
+    assert_eq!((status, first["role"].as_str()), (201, Some("member")));
+    let (status, second) = palmdao
+        .send(Method::POST, &join, Some(&member), &json!({}))
+        .await;
+    assert_eq!((status, &second), (200, &first));
+    palmdao.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_keys_on_the_address_the_load_balancer_appended() {
+    let palmdao = Palmdao::start_with(&[
+        ("PALM__HTTP__TRUST_FORWARDED_FOR", "true"),
+        // A slow refill, so the bound below does not depend on how fast
+        // this machine sends 100 requests.
+        ("PALM__HTTP__RATE_LIMIT_PER_SECOND", "1"),
+        ("PALM__HTTP__RATE_LIMIT_BURST", "40"),
+    ])
+    .await;
+    let http = palm_service::http::client();
+    // One client rotating the left-most entry, which it writes itself; the
+    // ALB appends the address it really came from.
+    let requests = (0..100).map(|i| {
+        let http = http.clone();
+        let url = format!("{}/v1/palm-ids/{}", palmdao.base, Uuid::nil());
+        async move {
+            http.get(url)
+                .header("x-forwarded-for", format!("198.51.100.{i}, 203.0.113.7"))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let started = std::time::Instant::now();
+    let responses = futures_util::future::join_all(requests).await;
+    let elapsed = started.elapsed();
+    let limited: Vec<_> = responses.iter().filter(|r| r.status() == 429).collect();
+    // 40 of burst plus 1/s while the requests ran; keyed on the left-most
+    // entry, none would be limited.
+    assert!(elapsed.as_secs() < 20, "{elapsed:?}");
+    let allowed_at_most = 40 + elapsed.as_secs() as usize + 1;
+    assert!(
+        limited.len() >= 100 - allowed_at_most,
+        "{} limited in {elapsed:?}",
+        limited.len()
+    );
+    for response in &limited {
+        assert!(
+            response
+                .headers()
+                .contains_key(reqwest::header::RETRY_AFTER)
+        );
+        assert!(is_problem(response.headers()));
+    }
+    // Another real client (another appended address) is not limited.
+    let other = http
+        .get(format!("{}/v1/palm-ids/{}", palmdao.base, Uuid::nil()))
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.8")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(other.status(), 429);
+    palmdao.stop().await;
+}
