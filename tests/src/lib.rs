@@ -7,6 +7,8 @@
 //! - [`palmdao`]: a palmdao process and a client for its API.
 //! - [`fake_discord`]: a local HTTP server playing Discord's API, with a
 //!   request log to check rate limits against.
+//! - [`prom`]: a `/metrics` page parsed into samples.
+//! - [`platform`]: a palmplatformmetrics process.
 //! - `src/bin/palm-test-worker.rs`: a fixture service with a slow, idempotent
 //!   consumer, for shutdown tests of the consumer runner in a real process.
 
@@ -14,6 +16,8 @@
 
 pub mod fake_discord;
 pub mod palmdao;
+pub mod platform;
+pub mod prom;
 pub mod tap;
 
 use palm_amqp::{AmqpSettings, QueueSpec, Topology};
