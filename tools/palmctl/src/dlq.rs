@@ -6,6 +6,7 @@
 //! who, which broker (without credentials), which DLQ, the outcome and the
 //! message ids involved, never a body.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -255,7 +256,7 @@ async fn replay(
         }
         ReplayTarget::Exchange(exchange) => format!("exchange {exchange}"),
     };
-    audit.field("target", target.as_str());
+    audit.field("destination", target.as_str());
     let outcome: ReplayOutcome = dlq.replay(name, request).await?;
     audit.field("run", outcome.run.as_str());
     audit.field("depth", outcome.depth);
@@ -356,6 +357,10 @@ async fn purge(
         .await
         .context("reading the confirmation")?
         .context("reading the confirmation")?;
+        if !answer.ends_with('\n') || !std::io::stdin().is_terminal() {
+            // No echoed Enter (end of input, or piped): end the prompt's line.
+            eprintln!();
+        }
         if answer.trim() != name {
             audit.refused();
             bail!("purge not confirmed (expected `{name}`); nothing deleted");
@@ -437,7 +442,6 @@ impl Audit {
         line.insert("target".into(), json!("palmctl::dlq"));
         line.insert("outcome".into(), json!(outcome));
         line.append(&mut self.fields);
-        // Own line, even after a prompt that left the cursor mid-line.
         eprintln!("{}", Value::Object(line));
     }
 }
