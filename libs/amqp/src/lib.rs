@@ -15,7 +15,8 @@
 //!   backoff and re-declares the topology.
 //! - [`publisher`]: [`Publisher`] and [`OutgoingMessage`].
 //! - [`consumer`]: [`Consumer`], the [`Handler`] trait and [`HandlerError`].
-//! - [`dlq`]: operator helpers to inspect and replay a dead-letter queue.
+//! - [`dlq`]: operator tools for dead-letter queues: depth, reading without
+//!   consuming, replay to the origin, purge (`palmctl dlq` stands on it).
 //! - [`headers`]: header names and W3C trace-context propagation.
 
 pub mod broker;
