@@ -77,6 +77,16 @@ class SetImageTagTest(unittest.TestCase):
         new, _ = set_image_tag(text, NEW)
         self.assertEqual(new, text.replace(OLD, NEW))
 
+    def test_empty_and_null_tags_are_filled_in_place(self) -> None:
+        cases = {
+            'image:\n  tag: ""  # chart default\n': f'image:\n  tag: "{NEW}"  # chart default\n',
+            "image:\n  tag:\n  repository: r\n": f"image:\n  tag: {NEW}\n  repository: r\n",
+            "image:\n  tag: null\n": f"image:\n  tag: {NEW}\n",
+        }
+        for text, want in cases.items():
+            with self.subTest(text=text):
+                self.assertEqual(set_image_tag(text, NEW)[0], want)
+
     def test_a_missing_tag_is_added_inside_image(self) -> None:
         text = "# c\nimage:\n  repository: r  # keep\n  pullPolicy: Always\nother: 1\n"
         new, old = set_image_tag(text, NEW)
