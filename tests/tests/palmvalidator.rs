@@ -361,6 +361,15 @@ async fn signed_votes_validate_and_each_failure_has_its_own_reason() {
     let mut late = vote(&alice);
     late.submitted_at = late.proposal.end;
     jobs.push(reject(late, "ended"));
+    let mut future = vote(&alice);
+    future.timestamp = (future.submitted_at + chrono::Duration::days(365)).timestamp();
+    sign(&mut future, &alice, &domain());
+    jobs.push(reject(future, "timestamp_in_future"));
+    let mut before_window = vote(&alice);
+    before_window.timestamp =
+        (before_window.proposal.start - chrono::Duration::hours(1)).timestamp();
+    sign(&mut before_window, &alice, &domain());
+    jobs.push(reject(before_window, "timestamp_outside_window"));
     let mut outsider = vote(&alice);
     outsider.voter.is_member = false;
     jobs.push(reject(outsider, "not_a_member"));
@@ -427,7 +436,7 @@ async fn signed_votes_validate_and_each_failure_has_its_own_reason() {
         );
     }
     let reasons: BTreeSet<&str> = expected_rejected.values().copied().collect();
-    assert_eq!(reasons.len(), 10, "ten distinct reasons: {reasons:?}");
+    assert_eq!(reasons.len(), 12, "twelve distinct reasons: {reasons:?}");
 
     let repeated = eventually(
         "two results for the job sent twice",
@@ -453,10 +462,10 @@ async fn signed_votes_validate_and_each_failure_has_its_own_reason() {
         json!(twice.correlation_id)
     );
 
-    // 6 valid, 13 rejected, and the job sent twice decided twice.
+    // 6 valid, 15 rejected, and the job sent twice decided twice.
     assert_eq!(
-        counter_at_least(&admin, "palm_votes_decided_total", 21.0).await,
-        21.0
+        counter_at_least(&admin, "palm_votes_decided_total", 23.0).await,
+        23.0
     );
     bus.stop(vec![validator]).await;
 }

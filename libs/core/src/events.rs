@@ -304,7 +304,7 @@ pub struct VoteRejected {
     /// Machine-readable reason: `malformed_signature`, `signer_mismatch`
     /// (the signature is not the stated address's over this vote: tampered),
     /// `wallet_not_linked`, `wrong_app`, `not_started`, `ended`,
-    /// `not_a_member`, `level_too_low`, `invalid_choice`,
+    /// `timestamp_in_future`, `timestamp_outside_window`, `not_a_member`, `level_too_low`, `invalid_choice`,
     /// `unknown_voting_type`, `unknown_strategy`.
     pub reason: String,
 }

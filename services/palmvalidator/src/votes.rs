@@ -13,7 +13,12 @@
 //!    `wallet_not_linked`.
 //! 2. **Window**, at `submitted_at` (palmdao's receive time; the signed
 //!    timestamp is the voter's claim): before `start` → `not_started`, at or
-//!    after `end` → `ended`.
+//!    after `end` → `ended`. Then the signed timestamp itself, which orders
+//!    a voter's ballots (the later one wins), so a timestamp from the future
+//!    would make a ballot no later vote can replace: more than
+//!    [`MAX_CLOCK_AHEAD_SECS`] ahead of `submitted_at` → `timestamp_in_future`
+//!    (Snapshot refuses the same at 300 s); more than that before the
+//!    proposal's `start` → `timestamp_outside_window`.
 //! 3. **Eligibility**: not a member of the community → `not_a_member`; a
 //!    level below the proposal's minimum → `level_too_low`.
 //! 4. **Choice**: a voting type this build does not know →
@@ -29,6 +34,11 @@ use palm_core::events::VoteSubmitted;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_core::voting;
 
+/// How far a signed timestamp may run ahead of palmdao's clock, and before
+/// a proposal's start: wallets' clocks drift, but not by minutes
+/// (Snapshot's sequencer uses the same 300 s).
+pub const MAX_CLOCK_AHEAD_SECS: i64 = 300;
+
 /// Why a vote was rejected; [`Rejection::code`] is the reason on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rejection {
@@ -42,6 +52,10 @@ pub enum Rejection {
     NotStarted,
     /// Submitted once voting had closed.
     Ended,
+    /// Signed with a timestamp too far ahead of the time it was submitted.
+    TimestampInFuture,
+    /// Signed with a timestamp too long before the proposal's start.
+    TimestampOutsideWindow,
     /// Not a member of the proposal's community.
     NotAMember,
     /// PalmID level below the proposal's minimum.
@@ -56,12 +70,14 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, in the order they are checked.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::MalformedSignature,
         Self::SignerMismatch,
         Self::WalletNotLinked,
         Self::NotStarted,
         Self::Ended,
+        Self::TimestampInFuture,
+        Self::TimestampOutsideWindow,
         Self::NotAMember,
         Self::LevelTooLow,
         Self::InvalidChoice,
@@ -77,6 +93,8 @@ impl Rejection {
             Self::WalletNotLinked => "wallet_not_linked",
             Self::NotStarted => "not_started",
             Self::Ended => "ended",
+            Self::TimestampInFuture => "timestamp_in_future",
+            Self::TimestampOutsideWindow => "timestamp_outside_window",
             Self::NotAMember => "not_a_member",
             Self::LevelTooLow => "level_too_low",
             Self::InvalidChoice => "invalid_choice",
@@ -105,6 +123,17 @@ pub fn decide(vote: &VoteSubmitted, domain: &VoteDomain) -> Result<Counted, Reje
     }
     if vote.submitted_at >= rules.end {
         return Err(Rejection::Ended);
+    }
+    if vote.timestamp
+        > vote
+            .submitted_at
+            .timestamp()
+            .saturating_add(MAX_CLOCK_AHEAD_SECS)
+    {
+        return Err(Rejection::TimestampInFuture);
+    }
+    if vote.timestamp < rules.start.timestamp().saturating_sub(MAX_CLOCK_AHEAD_SECS) {
+        return Err(Rejection::TimestampOutsideWindow);
     }
     if !vote.voter.is_member {
         return Err(Rejection::NotAMember);
@@ -338,15 +367,41 @@ mod tests {
         assert_eq!(decide(&early, &domain), Err(Rejection::NotStarted));
         let mut at_start = vote.clone();
         at_start.submitted_at = vote.proposal.start;
+        at_start.timestamp = vote.proposal.start.timestamp();
+        sign(&mut at_start, &key("alice"), &domain);
         assert!(decide(&at_start, &domain).is_ok());
         let mut at_end = vote.clone();
         at_end.submitted_at = vote.proposal.end;
         assert_eq!(decide(&at_end, &domain), Err(Rejection::Ended));
-        // A signed timestamp outside the window does not matter.
-        let mut claimed = with_choice("single-choice", "one-person-one-vote", json!(1));
-        claimed.timestamp = (claimed.proposal.end + Duration::days(1)).timestamp();
-        sign(&mut claimed, &key("alice"), &domain);
-        assert!(decide(&claimed, &domain).is_ok());
+    }
+
+    #[test]
+    fn a_signed_timestamp_from_the_future_or_before_the_window_is_refused() {
+        let domain = VoteDomain::default();
+        let alice = key("alice");
+        let at = |offset: Duration| {
+            let mut vote = signed(&alice, &domain);
+            vote.timestamp = (vote.submitted_at + offset).timestamp();
+            sign(&mut vote, &alice, &domain);
+            vote
+        };
+        // A wallet clock a little ahead is fine; a year ahead would make a
+        // ballot that no later vote could replace.
+        assert!(decide(&at(Duration::seconds(MAX_CLOCK_AHEAD_SECS)), &domain).is_ok());
+        assert_eq!(
+            decide(&at(Duration::seconds(MAX_CLOCK_AHEAD_SECS + 1)), &domain),
+            Err(Rejection::TimestampInFuture)
+        );
+        assert_eq!(
+            decide(&at(Duration::days(365)), &domain),
+            Err(Rejection::TimestampInFuture)
+        );
+        // The proposal opened an hour ago (see `signed`).
+        assert!(decide(&at(-Duration::minutes(64)), &domain).is_ok());
+        assert_eq!(
+            decide(&at(-Duration::minutes(66)), &domain),
+            Err(Rejection::TimestampOutsideWindow)
+        );
     }
 
     #[test]
