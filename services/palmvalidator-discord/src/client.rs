@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::DiscordSettings;
 pub use crate::ratelimit::Stopping;
-use crate::ratelimit::{Feedback, RateLimiter, Route};
+use crate::ratelimit::{Feedback, Limited, RateLimiter, Route, Scope};
 
 /// Identifies the client to Discord, in the form Discord asks bots to use
 /// (`DiscordBot ($url, $version)`), plus this process's instance id.
@@ -296,6 +296,8 @@ impl DiscordClient {
         count(&route, &status.to_string());
         observe(&route, started);
         if status == 429 {
+            // Discord's body, when there is one: `retry_after` (seconds,
+            // fractional) and `global`. An edge answer may be HTML or empty.
             let body: RateLimitBody = serde_json::from_slice(&body).unwrap_or_default();
             let from_body = body
                 .retry_after
@@ -303,12 +305,15 @@ impl DiscordClient {
             feedback.retry_after = feedback.retry_after.max(from_body);
             feedback.global |= body.global;
             limiter.record(&ticket, &feedback);
-            metrics::counter!("palm_discord_rate_limited_total", "global" => feedback.global.to_string())
+            let kind = feedback.limited().unwrap_or(Limited::Edge);
+            metrics::counter!("palm_discord_rate_limited_total", "global" => kind.is_global().to_string())
                 .increment(1);
             tracing::warn!(
                 route = %route,
+                kind = kind.as_str(),
+                bucket = feedback.bucket.as_deref().unwrap_or(""),
                 retry_after = ?feedback.retry_after,
-                global = feedback.global,
+                reset_after = ?feedback.reset_after,
                 "discord rate limited a request, waiting before sending it again"
             );
             return Ok(Sent::RateLimited);
@@ -429,8 +434,11 @@ pub fn feedback(status: u16, headers: &reqwest::header::HeaderMap) -> Feedback {
         remaining: text("x-ratelimit-remaining").and_then(|v| v.trim().parse().ok()),
         reset_after: seconds("x-ratelimit-reset-after"),
         retry_after: seconds("retry-after"),
-        global: text("x-ratelimit-global").is_some_and(|v| v.eq_ignore_ascii_case("true")),
-        shared: text("x-ratelimit-scope").is_some_and(|v| v.eq_ignore_ascii_case("shared")),
+        global: text("x-ratelimit-global").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        scope: text("x-ratelimit-scope").and_then(Scope::parse),
+        limiter_headers: headers
+            .keys()
+            .any(|name| name.as_str().starts_with("x-ratelimit-")),
     }
 }
 
@@ -497,7 +505,27 @@ mod tests {
         assert_eq!((feedback.limit, feedback.remaining), (Some(5), Some(0)));
         assert_eq!(feedback.reset_after, Some(Duration::from_millis(250)));
         assert_eq!(feedback.retry_after, Some(Duration::from_millis(1500)));
-        assert!(feedback.global && feedback.shared && !feedback.is_invalid());
+        assert_eq!(feedback.scope, Some(Scope::Shared));
+        assert!(feedback.global && feedback.limiter_headers && !feedback.is_invalid());
+    }
+
+    #[test]
+    fn a_429_without_rate_limit_headers_is_the_edge_and_other_headers_do_not_count() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        headers.insert("cf-ray", HeaderValue::from_static("8a1b2c3d4e5f-AMS"));
+        headers.insert("content-type", HeaderValue::from_static("text/html"));
+        let feedback = feedback(429, &headers);
+        assert!(!feedback.limiter_headers);
+        assert_eq!(feedback.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(feedback.limited(), Some(Limited::Edge));
+        // Only the scope header: Discord's limiter, a resource limit.
+        headers.insert("x-ratelimit-scope", HeaderValue::from_static("Shared"));
+        assert_eq!(feedback_of(&headers).limited(), Some(Limited::Shared));
+    }
+
+    fn feedback_of(headers: &HeaderMap) -> Feedback {
+        feedback(429, headers)
     }
 
     #[test]
