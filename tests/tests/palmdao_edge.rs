@@ -197,3 +197,133 @@ async fn the_rate_limit_keys_on_the_address_the_load_balancer_appended() {
     assert_ne!(other.status(), 429);
     palmdao.stop().await;
 }
+
+/// A weighted proposal in a fresh community whose admin is `admin`.
+async fn weighted_proposal(palmdao: &Palmdao, admin: &str) -> (String, String) {
+    let slug = format!("edge-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let (status, body) = palmdao
+        .send(
+            Method::POST,
+            "/v1/communities",
+            Some(admin),
+            &json!({ "slug": slug, "name": "Edge" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let now = chrono::Utc::now();
+    let (status, created) = palmdao
+        .send(
+            Method::POST,
+            &format!("/v1/communities/{slug}/proposals"),
+            Some(admin),
+            &json!({
+                "title": "Weights", "choices": ["a", "b", "c"], "voting_type": "weighted",
+                "start": now, "end": now + chrono::Duration::hours(1),
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    (slug, created["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_vote_sent_twice_is_one_vote_and_no_number_causes_a_5xx() {
+    let palmdao = Palmdao::start_with(&[("PALM__COMMUNITIES__CREATE_MIN_LEVEL", "1")]).await;
+    let (_, admin) = palmdao.new_member("admin").await;
+    let (slug, proposal) = weighted_proposal(&palmdao, &admin).await;
+    let voter_key = key(&format!("voter-{}", Uuid::new_v4()));
+    let voter = palmdao.sign_in(&voter_key).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    palmdao.join(&slug, &voter).await;
+    let votes = format!("/v1/proposals/{proposal}/votes");
+    // Not checked at intake (the validator is not running here).
+    let signature = format!("0x{}1b", "11".repeat(64));
+    let vote = |choice: serde_json::Value| {
+        json!({
+            "choice": choice,
+            "timestamp": chrono::Utc::now().timestamp(),
+            "address": voter_key.address().to_checksummed(),
+            "signature": signature,
+        })
+    };
+
+    // A client retrying after a dropped connection: the same signed vote,
+    // its choice's keys in another order, its address in another case.
+    let first_body = vote(json!({ "2": 1, "3": 3 }));
+    let first = palmdao
+        .call(Method::POST, &votes, Some(&voter), Some(&first_body))
+        .await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let mut again_body = first_body.clone();
+    again_body["choice"] = json!({ "3": 3, "2": 1 });
+    again_body["address"] = json!(voter_key.address().to_lower_hex());
+    let again = palmdao
+        .call(Method::POST, &votes, Some(&voter), Some(&again_body))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["id"], first.body["id"], "the first vote's id");
+    assert_eq!(again.location(), first.location());
+    // Someone else sending a copy of it learns nothing about it.
+    let (_, other) = palmdao.new_member("copier").await;
+    palmdao.join(&slug, &other).await;
+    let copied = palmdao
+        .call(Method::POST, &votes, Some(&other), Some(&first_body))
+        .await;
+    assert_eq!(
+        (copied.status, copied.code()),
+        (409, "vote_already_submitted")
+    );
+    assert!(copied.body.get("id").is_none(), "{}", copied.body);
+    // A changed vote is a new one.
+    let mut changed = first_body.clone();
+    changed["choice"] = json!({ "1": 1 });
+    let changed = palmdao
+        .call(Method::POST, &votes, Some(&voter), Some(&changed))
+        .await;
+    assert_eq!(changed.status, 202);
+    assert_ne!(changed.body["id"], first.body["id"]);
+
+    // Numbers no client can mean are refused at the edge, never a 5xx.
+    for choice in [
+        json!({ "1": 9_223_372_036_854_775_808_u64 }),
+        json!({ "1": u64::MAX }),
+        json!({ "1": 9_007_199_254_740_992_u64 }),
+        json!({ "1": 1e300 }),
+        json!({ "1": -1 }),
+    ] {
+        let reply = palmdao
+            .call(
+                Method::POST,
+                &votes,
+                Some(&voter),
+                Some(&vote(choice.clone())),
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (422, "validation_failed"),
+            "{choice}: {}",
+            reply.body
+        );
+    }
+    for timestamp in [
+        json!(9_223_372_036_854_775_808_u64),
+        json!(1.5),
+        json!("now"),
+    ] {
+        let mut body = vote(json!({ "1": 1 }));
+        body["timestamp"] = timestamp.clone();
+        let reply = palmdao
+            .call(Method::POST, &votes, Some(&voter), Some(&body))
+            .await;
+        assert!(
+            (400..500).contains(&reply.status),
+            "{timestamp}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    palmdao.stop().await;
+}

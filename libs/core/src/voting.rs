@@ -47,6 +47,12 @@ use crate::events::VoterFacts;
 /// the validator allocate without limit.
 pub const MAX_CHOICE_COUNT: usize = 256;
 
+/// The largest weight a weighted vote may give a choice: JavaScript's
+/// `Number.MAX_SAFE_INTEGER` (2^53 − 1), the largest integer a browser
+/// client can put in a vote exactly — and every weight is then exact as an
+/// `f64` and storable as a BSON integer.
+pub const MAX_WEIGHT: u64 = (1 << 53) - 1;
+
 /// Why a choice does not fit a voting type, in words for logs and API errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -225,16 +231,17 @@ impl VotingType for Weighted {
                         "{key:?} is not a choice number between 1 and {choice_count}"
                     ))
                 })?;
-            weights[index] = weight.as_u64().filter(|w| *w > 0).ok_or_else(|| {
-                InvalidChoice::new(format!(
-                    "the weight of choice {key} is {weight}, not a positive integer"
-                ))
-            })?;
+            weights[index] = weight
+                .as_u64()
+                .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                .ok_or_else(|| {
+                    InvalidChoice::new(format!(
+                        "the weight of choice {key} is {weight}, not an integer between 1 and {MAX_WEIGHT}"
+                    ))
+                })?;
         }
-        // At most MAX_CHOICE_COUNT weights below 2^64 each: no overflow in u128.
+        // At most MAX_CHOICE_COUNT weights of at most 2^53 each: no overflow.
         let total: u128 = weights.iter().map(|w| u128::from(*w)).sum();
-        // Weights beyond 2^53 lose precision as f64; the shares stay
-        // proportional to within that rounding, which a tally cannot notice.
         let shares = weights
             .iter()
             .map(|w| power * (*w as f64) / (total as f64))
@@ -374,7 +381,12 @@ mod tests {
         );
         let shares = allocate("weighted", json!({ "1": 1, "2": 1, "3": 1 }), 3, 1.0);
         assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        let huge = allocate("weighted", json!({ "1": u64::MAX, "2": u64::MAX }), 2, 1.0);
+        let huge = allocate(
+            "weighted",
+            json!({ "1": MAX_WEIGHT, "2": MAX_WEIGHT }),
+            2,
+            1.0,
+        );
         assert_eq!(huge, vec![0.5, 0.5]);
     }
 
@@ -392,6 +404,11 @@ mod tests {
             json!({ "1": 1.5 }),
             json!({ "1": "2" }),
             json!({ "1": 2, "2": 0.5 }),
+            // Beyond what a JavaScript client can send exactly (the 2^63
+            // of issue 14 once reached storage and failed there).
+            json!({ "1": MAX_WEIGHT + 1 }),
+            json!({ "1": 1_u64 << 63 }),
+            json!({ "1": u64::MAX }),
             json!([1, 2]),
             json!(1),
         ] {

@@ -3,7 +3,10 @@
 //! stores it `pending`, and stages `vote.submitted` carrying every fact the
 //! stateless validator needs (the voter's wallets, level and membership, and
 //! the proposal's rules and window). Signature and eligibility are the
-//! validator's to decide.
+//! validator's to decide. A vote is keyed by the digest of what was signed
+//! (as Snapshot keys a vote by its signed message), so a client that sends
+//! the same signed vote again — a retry after a dropped connection — gets
+//! the first vote back, never a second one.
 
 use super::audit::{community_subject, palm_subject};
 use axum::Json;
@@ -25,7 +28,7 @@ use uuid::Uuid;
 
 use super::communities;
 use super::extract::ApiJson;
-use super::openapi::{Always, BadBody, BadQuery, Forbidden, NeedsSession, NotFound};
+use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Paged};
 use super::problem::Problem;
 use super::session::Session;
@@ -42,6 +45,8 @@ pub const PROPOSALS_BY_STATUS: &str = "by_status_end";
 /// A proposal's votes by status (the scheduler counts undecided ones; the
 /// platform metrics count votes by status from it).
 pub const VOTES_BY_PROPOSAL_STATUS: &str = "by_proposal_status";
+/// One vote per signed message: unique on `digest`.
+pub const VOTES_BY_DIGEST: &str = "by_digest";
 
 /// Declares the listing indexes: a community's proposals by status, and a
 /// proposal's votes by status (the scheduler counts the undecided ones).
@@ -71,7 +76,41 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
                 .build(),
         )
         .build();
-    palm_mongo::ensure_indexes(database, VOTES, vec![by_proposal]).await
+    let by_digest = IndexModel::builder()
+        .keys(doc! { "digest": 1 })
+        .options(
+            IndexOptions::builder()
+                .name(VOTES_BY_DIGEST.to_owned())
+                .unique(true)
+                // Votes stored before digests existed have none.
+                .partial_filter_expression(doc! { "digest": { "$exists": true } })
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, VOTES, vec![by_proposal, by_digest]).await
+}
+
+/// The digest of what a voter signed: SHA-256 over the signed fields of the
+/// EIP-712 `Vote` (proposal, choice as canonical text, timestamp, voter
+/// address in lower case, app), as hex. Two submissions of one signed vote
+/// have the same digest whatever the signature's encoding or the choice's
+/// key order; any change to a signed field changes it.
+fn signed_digest(
+    proposal_id: &str,
+    choice: &Value,
+    timestamp: i64,
+    address: &str,
+    app: &str,
+) -> String {
+    use sha2::Digest as _;
+    let fields = serde_json::json!([
+        proposal_id,
+        palm_core::vote::canonical_choice(choice),
+        timestamp,
+        address,
+        app,
+    ]);
+    hex::encode(sha2::Sha256::digest(fields.to_string().as_bytes()))
 }
 
 /// `POST /v1/communities/{slug}/proposals` body.
@@ -430,7 +469,9 @@ fn choice_fits(voting_type: &str, choice: &Value, count: usize) -> bool {
     responses(
         (status = 202, description = "Taken for validation: `pending` until the validator decides", body = VoteView,
             headers(("Location" = String, description = "The vote's URL"))),
-        NeedsSession, BadBody, NotFound, Always
+        (status = 200, description = "This signed vote was already taken: the first vote, as it is now", body = VoteView,
+            headers(("Location" = String, description = "The vote's URL"))),
+        NeedsSession, BadBody, NotFound, Conflict, Always
     )
 )]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %id))]
@@ -501,9 +542,20 @@ pub async fn cast(
             },
         },
     );
-    let choice = bson::to_bson(&vote.choice).map_err(anyhow::Error::from)?;
+    // The voting type bounds every number in a choice; a value BSON still
+    // cannot hold is the client's error, never a 5xx.
+    let choice = bson::to_bson(&vote.choice)
+        .map_err(|_| Problem::validation("the choice holds a number out of range"))?;
+    let digest = signed_digest(
+        &id,
+        &vote.choice,
+        vote.timestamp,
+        &address.to_lower_hex(),
+        &state.inner.siwe.domain,
+    );
     let mut document = doc! {
         "_id": vote_id.to_string(),
+        "digest": &digest,
         "proposal_id": &id,
         "palm_id": session.0.to_string(),
         "choice": choice,
@@ -516,10 +568,14 @@ pub async fn cast(
         &mut document,
         &[OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)])],
     );
-    database
-        .collection::<Document>(VOTES)
-        .insert_one(document)
-        .await?;
+    let votes = database.collection::<Document>(VOTES);
+    match votes.insert_one(document).await {
+        Ok(_) => {}
+        Err(error) if palm_mongo::is_duplicate_key(&error) => {
+            return already_taken(&votes, &digest, session.0).await;
+        }
+        Err(error) => return Err(error.into()),
+    }
     let headers = location(&format!("/v1/votes/{vote_id}"));
     let view = VoteView {
         id: vote_id.to_string(),
@@ -529,6 +585,30 @@ pub async fn cast(
         reason: None,
     };
     Ok((StatusCode::ACCEPTED, headers, Json(view)))
+}
+
+/// The answer to a signed vote sent again: the first vote as it is now
+/// (`200`), or `409` when another PalmID sent it first (a copied signature
+/// tells its sender nothing about someone else's vote).
+async fn already_taken(
+    votes: &palm_mongo::mongodb::Collection<Document>,
+    digest: &str,
+    palm_id: Uuid,
+) -> Result<(StatusCode, HeaderMap, Json<VoteView>), Problem> {
+    let first = votes
+        .find_one(doc! { "digest": digest })
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("a duplicate vote digest that cannot be found"))?;
+    if first.get_str("palm_id").unwrap_or_default() != palm_id.to_string() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "vote_already_submitted",
+            "This signed vote was already submitted",
+        ));
+    }
+    let view = vote_view(&first);
+    let headers = location(&format!("/v1/votes/{}", view.id));
+    Ok((StatusCode::OK, headers, Json(view)))
 }
 
 /// A vote, to its voter only.
@@ -549,18 +629,23 @@ pub async fn vote(
         .find_one(doc! { "_id": &id, "palm_id": session.0.to_string() })
         .await?
         .ok_or_else(|| Problem::not_found("vote"))?;
+    Ok(Json(vote_view(&found)))
+}
+
+/// A stored vote as its voter sees it.
+fn vote_view(found: &Document) -> VoteView {
     let choice = found
         .get("choice")
         .cloned()
         .map(Bson::into_relaxed_extjson)
         .unwrap_or(Value::Null);
-    Ok(Json(VoteView {
-        id,
+    VoteView {
+        id: found.get_str("_id").unwrap_or_default().to_owned(),
         proposal_id: found.get_str("proposal_id").unwrap_or_default().to_owned(),
         choice,
         status: found.get_str("status").unwrap_or_default().to_owned(),
         reason: found.get_str("reason").ok().map(str::to_owned),
-    }))
+    }
 }
 
 #[cfg(test)]
