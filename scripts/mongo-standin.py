@@ -1,4 +1,4 @@
-"""Launches the nx-27017 MongoDB stand-in for the tests, with five fixes.
+"""Launches the nx-27017 MongoDB stand-in for the tests, with six fixes.
 
 Both are differences from real MongoDB that Palm's leases and outbox would
 trip over; the workarounds live here, in test tooling, never in service code.
@@ -19,14 +19,26 @@ trip over; the workarounds live here, in test tooling, never in service code.
    key named "tally.2" instead of incrementing inside `tally`.
 5. An inclusion projection of a dotted path (`{"ballots.p1": 1}`) returns a
    top-level key named "ballots.p1" instead of the nested field.
+6. The database's clock: `$$NOW` is not resolved (it reads as null), and an
+   update given as a pipeline (a list of stages) fails. Palm's leases write
+   and judge expiry on the server's clock (`$$NOW` in an update pipeline and
+   in `$expr`), so the stand-in resolves `$$NOW` to its own clock when a
+   command arrives and rewrites the shapes the leases use into classic
+   operators: `$expr` comparisons of a field with a value become query
+   operators, and `$set` stages whose values are constants, `$add` of
+   constants (a date plus milliseconds) or `$add` of a field and a number
+   become `$set` / `$inc`. Any other pipeline is refused with an error, so a
+   new shape fails loudly instead of silently meaning something else.
 """
 
+import datetime
 import inspect
 import textwrap
 
 from neosqlite.collection import index_manager, sql_translator_unified
 from neosqlite.collection.query_helper import aggregation, update_operations
 from neosqlite.collection.query_helper.utils import set_force_fallback
+from nx_27017 import handler as nx_handler
 from nx_27017.nx_27017 import main
 
 
@@ -95,7 +107,153 @@ def _project_nested_fields():
     cls._apply_projection = apply_projection
 
 
+_COMPARISONS = {"$lt": "$gt", "$lte": "$gte", "$gt": "$lt", "$gte": "$lte", "$eq": "$eq", "$ne": "$ne"}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _is_field(value):
+    return isinstance(value, str) and value.startswith("$") and not value.startswith("$$")
+
+
+def _is_constant(value):
+    if isinstance(value, dict):
+        return not any(isinstance(k, str) and k.startswith("$") for k in value)
+    if isinstance(value, list):
+        return all(_is_constant(v) for v in value)
+    return not (isinstance(value, str) and value.startswith("$"))
+
+
+def _resolve_now(value, now):
+    if value == "$$NOW":
+        return now
+    if isinstance(value, dict):
+        return {k: _resolve_now(v, now) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_now(v, now) for v in value]
+    return value
+
+
+def _rewrite_expr(query):
+    """`{$expr: {$lt: ["$f", v]}}` (either side) → `{f: {$lt: v}}`, recursively."""
+    if isinstance(query, list):
+        return [_rewrite_expr(q) for q in query]
+    if not isinstance(query, dict):
+        return query
+    out = {k: _rewrite_expr(v) for k, v in query.items() if k != "$expr"}
+    if "$expr" not in query:
+        return out
+    expr = query["$expr"]
+    if not (isinstance(expr, dict) and len(expr) == 1):
+        raise _Unsupported(f"$expr {expr!r}")
+    (op, args), = expr.items()
+    if op not in _COMPARISONS or not isinstance(args, list) or len(args) != 2:
+        raise _Unsupported(f"$expr {expr!r}")
+    left, right = args
+    if _is_field(left) and _is_constant(right):
+        field, op, value = left[1:], op, right
+    elif _is_field(right) and _is_constant(left):
+        field, op, value = right[1:], _COMPARISONS[op], left
+    else:
+        raise _Unsupported(f"$expr {expr!r}")
+    condition = {field: {op: value}}
+    return {"$and": [out, condition]} if out else condition
+
+
+def _add(values):
+    dates = [v for v in values if isinstance(v, datetime.datetime)]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(dates) + len(numbers) != len(values) or len(dates) > 1:
+        raise _Unsupported(f"$add {values!r}")
+    total = sum(numbers)
+    if dates:
+        return dates[0] + datetime.timedelta(milliseconds=total)
+    return total
+
+
+def _pipeline_to_operators(pipeline):
+    sets, incs = {}, {}
+    for stage in pipeline:
+        if not (isinstance(stage, dict) and len(stage) == 1):
+            raise _Unsupported(f"stage {stage!r}")
+        (name, fields), = stage.items()
+        if name not in ("$set", "$addFields") or not isinstance(fields, dict):
+            raise _Unsupported(f"stage {name}")
+        for field, value in fields.items():
+            if field in sets or field in incs:
+                raise _Unsupported(f"{field} set twice")
+            if isinstance(value, dict) and set(value) == {"$literal"}:
+                sets[field] = value["$literal"]
+            elif isinstance(value, dict) and set(value) == {"$add"} and isinstance(value["$add"], list):
+                terms = value["$add"]
+                refs = [t for t in terms if _is_field(t)]
+                if not refs:
+                    sets[field] = _add(terms)
+                elif refs == [f"${field}"] and len(terms) == 2:
+                    incs[field] = _add([t for t in terms if not _is_field(t)])
+                else:
+                    raise _Unsupported(f"$add {terms!r}")
+            elif _is_constant(value):
+                sets[field] = value
+            else:
+                raise _Unsupported(f"{field}: {value!r}")
+    update = {}
+    if sets:
+        update["$set"] = sets
+    if incs:
+        update["$inc"] = incs
+    return update
+
+
+def _rewrite_command(command, updates, now):
+    if "findAndModify" in command:
+        if "query" in command:
+            command["query"] = _rewrite_expr(_resolve_now(command["query"], now))
+        if isinstance(command.get("update"), list):
+            command["update"] = _pipeline_to_operators(_resolve_now(command["update"], now))
+    if "find" in command or "count" in command or "delete" in command:
+        for key in ("filter", "query"):
+            if key in command:
+                command[key] = _rewrite_expr(_resolve_now(command[key], now))
+    for update in updates:
+        if "q" in update:
+            update["q"] = _rewrite_expr(_resolve_now(update["q"], now))
+        if isinstance(update.get("u"), list):
+            update["u"] = _pipeline_to_operators(_resolve_now(update["u"], now))
+
+
+def _database_clock():
+    cls = nx_handler.NeoSQLiteHandler
+    original = cls.handle_command
+
+    def handle_command(self, msg):
+        # The server's clock at the command's arrival, as a naive UTC date in
+        # whole milliseconds (what BSON stores and the decoder hands back).
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        try:
+            for kind, document in msg.get("sections", []):
+                if not isinstance(document, dict):
+                    continue
+                if kind == "body":
+                    _rewrite_command(document, document.get("updates") or [], now)
+                elif kind == "payload":
+                    _rewrite_command({}, document.get("updates") or [], now)
+        except _Unsupported as unsupported:
+            return msg.get("request_id"), {
+                "ok": 0,
+                "code": 2,
+                "errmsg": f"mongo-standin: unsupported pipeline or $expr shape: {unsupported}",
+            }
+        return original(self, msg)
+
+    cls.handle_command = handle_command
+
+
 set_force_fallback(True)
+_database_clock()
 _increment_nested_fields()
 _project_nested_fields()
 _compound_indexes_without_id()

@@ -209,6 +209,24 @@ impl Topology {
     }
 }
 
+/// Whether `routing_key` matches the topic-exchange binding `pattern`
+/// (words split on `.`; `*` is exactly one word, `#` zero or more), as the
+/// broker matches it.
+pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
+    fn matches(pattern: &[&str], key: &[&str]) -> bool {
+        match pattern.split_first() {
+            None => key.is_empty(),
+            Some((&"#", rest)) => (0..=key.len()).any(|skip| matches(rest, &key[skip..])),
+            Some((&word, rest)) => key.split_first().is_some_and(|(first, tail)| {
+                (word == "*" || word == *first) && matches(rest, tail)
+            }),
+        }
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = routing_key.split('.').collect();
+    matches(&pattern, &key)
+}
+
 fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), long_string("quorum"));
@@ -250,6 +268,28 @@ mod tests {
         assert_eq!(queue, "t-1.palmdao.results");
         assert_eq!(Names::retry_queue(&queue, 2), "t-1.palmdao.results.retry.2");
         assert_eq!(Names::dead_letter_queue(&queue), "t-1.palmdao.results.dlq");
+    }
+
+    #[test]
+    fn topic_patterns_match_as_the_broker_does() {
+        assert!(topic_matches("vote.submitted", "vote.submitted"));
+        assert!(topic_matches(
+            "verification.requested.*",
+            "verification.requested.discord"
+        ));
+        assert!(!topic_matches(
+            "verification.requested.*",
+            "verification.requested"
+        ));
+        assert!(!topic_matches(
+            "verification.requested.*",
+            "verification.requested.a.b"
+        ));
+        assert!(topic_matches("#", "member.joined"));
+        assert!(topic_matches("vote.#", "vote"));
+        assert!(topic_matches("vote.#", "vote.validated"));
+        assert!(topic_matches("#.rejected", "vote.rejected"));
+        assert!(!topic_matches("vote.submitted", "vote.validated"));
     }
 
     #[test]

@@ -9,8 +9,22 @@
 //! record through the confirmed publisher, and pulls it from the array once
 //! confirmed. Only the lease holder relays, so records are not published
 //! twice by design; a relay that dies between confirm and pull republishes on
-//! the next pass, which consumers absorb by deduplicating on the event id.
+//! the next pass, which consumers absorb by deduplicating on the event id. A
+//! relay that is *stopped* finishes and marks the pass it started before it
+//! releases the lease, so a graceful handover publishes nothing twice.
+//!
+//! An event that a service of the suite must receive (its routing key matches
+//! one of [`OutboxRelay::with_required_routes`]) is never settled while no
+//! queue takes it: it stays in the document, which is set aside for a short,
+//! growing pause (`_outbox_retry_at`, so it holds up no other document), and
+//! is published again until a queue takes it. While it waits it shows in
+//! `palm_outbox_waiting_for_route{routing_key}` (records) and
+//! `palm_outbox_waiting_for_route_seconds{routing_key}` (the oldest one's
+//! age). Any other event nobody subscribes to is settled and counted in
+//! `palm_outbox_unrouted_total{routing_key}`: normal in publish/subscribe.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
@@ -18,7 +32,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
-use palm_amqp::{OutgoingMessage, PublishError, Publisher};
+use palm_amqp::{OutgoingMessage, PublishError, Publisher, topology};
 use palm_core::{Envelope, Event};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +46,16 @@ pub const OUTBOX_FIELD: &str = "_outbox";
 pub const SINCE_FIELD: &str = "_outbox_since";
 /// Records that could not be read, set aside for an operator.
 pub const DEAD_FIELD: &str = "_outbox_dead";
+/// When a document whose events are waiting for a route is read again.
+pub const RETRY_AT_FIELD: &str = "_outbox_retry_at";
+/// How many passes found no route for one of the document's events.
+pub const RETRIES_FIELD: &str = "_outbox_retries";
+
+/// First pause before an unroutable required event is published again; it
+/// doubles with every attempt up to [`ROUTE_RETRY_MAX`].
+pub const ROUTE_RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest pause between attempts to route a required event.
+pub const ROUTE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// One event waiting to be published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,7 +171,54 @@ pub struct OutboxRelay {
     exchange: String,
     batch_size: i64,
     poll_interval: Duration,
+    drain_timeout: Duration,
     audit: Option<AuditLog>,
+    required_routes: Vec<String>,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+/// One publish of a pass: the document's index in the batch, the record's
+/// id, routing key and staging time, and what the broker said.
+type PublishOutcome = (usize, String, String, DateTime, Result<(), PublishError>);
+
+/// Records this relay found no route for, by record id: routing key and
+/// when the record was staged.
+#[derive(Debug, Default)]
+struct Waiting {
+    records: HashMap<String, (String, DateTime)>,
+    /// Every routing key that has a gauge, so one that empties reads 0.
+    keys: Vec<String>,
+}
+
+impl Waiting {
+    fn key(&mut self, routing_key: &str) {
+        if !self.keys.iter().any(|k| k == routing_key) {
+            self.keys.push(routing_key.to_owned());
+        }
+    }
+
+    /// Sets the gauges; returns the oldest waiting record's age in seconds.
+    fn report(&self, now_ms: i64) -> f64 {
+        let mut oldest_overall = 0.0_f64;
+        for key in &self.keys {
+            let mut count = 0_u32;
+            let mut oldest: Option<i64> = None;
+            for (routing_key, created_at) in self.records.values() {
+                if routing_key == key {
+                    count += 1;
+                    let ms = created_at.timestamp_millis();
+                    oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
+                }
+            }
+            let age = oldest.map_or(0.0, |o| (now_ms - o).max(0) as f64 / 1000.0);
+            oldest_overall = oldest_overall.max(age);
+            metrics::gauge!("palm_outbox_waiting_for_route", "routing_key" => key.clone())
+                .set(f64::from(count));
+            metrics::gauge!("palm_outbox_waiting_for_route_seconds", "routing_key" => key.clone())
+                .set(age);
+        }
+        oldest_overall
+    }
 }
 
 impl OutboxRelay {
@@ -164,8 +235,42 @@ impl OutboxRelay {
             exchange,
             batch_size: 256,
             poll_interval: Duration::from_millis(200),
+            drain_timeout: Duration::from_secs(10),
             audit: None,
+            required_routes: Vec::new(),
+            waiting: Arc::default(),
         }
+    }
+
+    /// Routing-key patterns (AMQP topic syntax: `*` one word, `#` any) of
+    /// the events a service of the suite must receive: such an event is
+    /// never settled unrouted, it waits in the outbox until a queue takes
+    /// it. The gauges of the patterns without wildcards exist from now on,
+    /// at zero.
+    pub fn with_required_routes<S: AsRef<str>>(mut self, patterns: &[S]) -> Self {
+        self.required_routes = patterns.iter().map(|p| p.as_ref().to_owned()).collect();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            for pattern in &self.required_routes {
+                if !pattern.split('.').any(|word| word == "*" || word == "#") {
+                    waiting.key(pattern);
+                }
+            }
+            waiting.report(0);
+        }
+        self
+    }
+
+    /// Longest a stopping relay spends finishing the pass it started before
+    /// it gives up the lease anyway (keep it under the shutdown grace period).
+    pub fn with_drain_timeout(mut self, drain_timeout: Duration) -> Self {
+        self.drain_timeout = drain_timeout;
+        self
+    }
+
+    fn is_required(&self, routing_key: &str) -> bool {
+        self.required_routes
+            .iter()
+            .any(|pattern| topology::topic_matches(pattern, routing_key))
     }
 
     /// Documents read per collection per pass.
@@ -204,7 +309,9 @@ impl OutboxRelay {
         }
         let now = DateTime::now().timestamp_millis();
         let lag = oldest.map_or(0.0, |o| (now - o.timestamp_millis()).max(0) as f64 / 1000.0);
-        metrics::gauge!("palm_outbox_lag_seconds").set(lag);
+        // Events set aside to wait for a route are unpublished too.
+        let waiting = self.waiting.lock().map_or(0.0, |w| w.report(now));
+        metrics::gauge!("palm_outbox_lag_seconds").set(lag.max(waiting));
         metrics::counter!("palm_outbox_published_total").increment(published as u64);
         Ok(published)
     }
@@ -213,11 +320,21 @@ impl OutboxRelay {
     /// published and the pending marker of the batch's oldest document.
     async fn relay_collection(&self, name: &str) -> Result<(usize, Option<DateTime>), OutboxError> {
         let collection = self.database.collection::<Document>(name);
+        // Documents waiting for a route are read again at their retry time
+        // only, so they never hold up the batch (the relay's own clock: it
+        // alone writes and reads the field, and skew only shifts a retry).
+        let now = DateTime::now();
         let documents: Vec<Document> = collection
-            .find(doc! { SINCE_FIELD: { "$exists": true } })
+            .find(doc! {
+                SINCE_FIELD: { "$exists": true },
+                "$or": [
+                    { RETRY_AT_FIELD: { "$exists": false } },
+                    { RETRY_AT_FIELD: { "$lte": now } },
+                ],
+            })
             .sort(doc! { SINCE_FIELD: 1 })
             .limit(self.batch_size)
-            .projection(doc! { OUTBOX_FIELD: 1, SINCE_FIELD: 1 })
+            .projection(doc! { OUTBOX_FIELD: 1, SINCE_FIELD: 1, RETRIES_FIELD: 1 })
             .await?
             .try_collect()
             .await?;
@@ -265,38 +382,54 @@ impl OutboxRelay {
                 )
             };
             let publisher = self.publisher.clone();
+            let created_at = record.created_at;
             publishes.push(async move {
                 let result = publisher.publish(&message).await;
-                (index, message.message_id, message.routing_key, result)
+                (
+                    index,
+                    message.message_id,
+                    message.routing_key,
+                    created_at,
+                    result,
+                )
             });
         }
         let mut settled: Vec<Vec<String>> = vec![Vec::new(); documents.len()];
-        while let Some((index, id, routing_key, result)) = publishes.next().await {
-            match result {
-                Ok(()) => settled[index].push(id),
-                // A domain event nobody subscribes to yet is delivered to
-                // nobody, not stuck: keep it visible, and move on so it does
-                // not hold the batch. (The publisher still reports it, since
-                // elsewhere an unroutable message is a bug.)
-                Err(PublishError::Unroutable { .. }) => {
-                    tracing::warn!(record = %id, %routing_key, "outbox event has no subscriber");
-                    metrics::counter!("palm_outbox_unrouted_total", "routing_key" => routing_key)
-                        .increment(1);
-                    settled[index].push(id);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, record = %id, "outbox publish failed; will retry")
-                }
-            }
+        let mut unrouted = vec![false; documents.len()];
+        let mut outcomes = Vec::new();
+        while let Some(outcome) = publishes.next().await {
+            outcomes.push(outcome);
         }
+        self.settle_outcomes(outcomes, &mut settled, &mut unrouted);
 
         let mut published = 0;
-        for (((document, ids), staged), unreadable) in
-            documents.iter().zip(settled).zip(staged).zip(unreadable)
+        for ((((document, ids), staged), unreadable), unrouted) in documents
+            .iter()
+            .zip(settled)
+            .zip(staged)
+            .zip(unreadable)
+            .zip(unrouted)
         {
             let Some(id) = document.get("_id") else {
                 continue;
             };
+            if unrouted {
+                // Set the document aside for a growing pause; what was
+                // published of it is pulled below as usual.
+                let retries = crate::integer(document, RETRIES_FIELD).unwrap_or(0);
+                let pause = route_retry_pause(retries);
+                let retry_at = DateTime::from_millis(
+                    DateTime::now()
+                        .timestamp_millis()
+                        .saturating_add(i64::try_from(pause.as_millis()).unwrap_or(i64::MAX)),
+                );
+                collection
+                    .update_one(
+                        doc! { "_id": id },
+                        doc! { "$set": { RETRY_AT_FIELD: retry_at }, "$inc": { RETRIES_FIELD: 1_i64 } },
+                    )
+                    .await?;
+            }
             // The common case in one round trip: every record read is out
             // and none was staged since (only this relay removes records, so
             // an unchanged count means unchanged contents).
@@ -306,7 +439,7 @@ impl OutboxRelay {
                         doc! { "_id": id, OUTBOX_FIELD: { "$size": i64::try_from(staged).unwrap_or(i64::MAX) } },
                         doc! {
                             "$pull": { OUTBOX_FIELD: { "id": { "$in": &ids } } },
-                            "$unset": { SINCE_FIELD: "" },
+                            "$unset": { SINCE_FIELD: "", RETRY_AT_FIELD: "", RETRIES_FIELD: "" },
                         },
                     )
                     .await?;
@@ -344,7 +477,7 @@ impl OutboxRelay {
                             { OUTBOX_FIELD: { "$size": 0 } },
                             { OUTBOX_FIELD: { "$exists": false } },
                         ] },
-                        doc! { "$unset": { SINCE_FIELD: "" } },
+                        doc! { "$unset": { SINCE_FIELD: "", RETRY_AT_FIELD: "", RETRIES_FIELD: "" } },
                     )
                     .await?;
             }
@@ -352,16 +485,79 @@ impl OutboxRelay {
         Ok((published, oldest))
     }
 
+    /// Sorts each publish's outcome: settled (published, or unrouted and
+    /// not required), waiting for a route, or to retry.
+    fn settle_outcomes(
+        &self,
+        outcomes: Vec<PublishOutcome>,
+        settled: &mut [Vec<String>],
+        unrouted: &mut [bool],
+    ) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        for (index, id, routing_key, created_at, result) in outcomes {
+            match result {
+                Ok(()) => {
+                    if waiting.records.remove(&id).is_some() {
+                        tracing::info!(record = %id, %routing_key, "outbox event routed after waiting");
+                    }
+                    settled[index].push(id);
+                }
+                // A queue of the suite should have taken it (deleted,
+                // being migrated, not declared yet): keep it, try again.
+                Err(PublishError::Unroutable { .. }) if self.is_required(&routing_key) => {
+                    waiting.key(&routing_key);
+                    if waiting
+                        .records
+                        .insert(id.clone(), (routing_key.clone(), created_at))
+                        .is_none()
+                    {
+                        tracing::warn!(record = %id, %routing_key, "no queue took a required event, keeping it");
+                    }
+                    unrouted[index] = true;
+                }
+                // A domain event nobody subscribes to is delivered to
+                // nobody, which is normal in publish/subscribe: settle it.
+                Err(PublishError::Unroutable { .. }) => {
+                    tracing::debug!(record = %id, %routing_key, "outbox event has no subscriber");
+                    metrics::counter!("palm_outbox_unrouted_total", "routing_key" => routing_key)
+                        .increment(1);
+                    settled[index].push(id);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, record = %id, %routing_key, "outbox publish failed, will retry")
+                }
+            }
+        }
+    }
+
     /// Relays while this instance holds `lease`, until `shutdown`.
+    ///
+    /// On shutdown the pass under way is finished and marked (within the
+    /// drain timeout), then the lease is released, so the next leader, which
+    /// takes a released lease within its standby poll, publishes nothing
+    /// twice. Only a lost lease cuts a pass off halfway (another relay may be
+    /// running): its unmarked records are published again, which consumers
+    /// absorb by deduplicating on the event id.
     pub async fn run(&self, lease: Lease, shutdown: CancellationToken) {
         lease::while_leader(&lease, &shutdown, |token| async move {
             tracing::info!(epoch = token.epoch, "outbox relay active");
+            // Another tenure may have changed what waits; start afresh.
+            if let Ok(mut waiting) = self.waiting.lock() {
+                waiting.records.clear();
+            }
+            let drained = async {
+                token.stopping.cancelled().await;
+                tokio::time::sleep(self.drain_timeout).await;
+            };
+            tokio::pin!(drained);
             while !token.lost.is_cancelled() {
-                // A pass stopped halfway is safe: unmarked records are simply
-                // published again by the next relay (consumers deduplicate).
                 let pass = tokio::select! {
                     pass = self.relay_once() => pass,
-                    () = token.lost.cancelled() => break,
+                    () = token.revoked.cancelled() => break,
+                    () = &mut drained => {
+                        tracing::warn!(timeout = ?self.drain_timeout, "outbox pass cut off at the drain timeout");
+                        break;
+                    }
                 };
                 let idle = match pass {
                     Ok(published) => published == 0,
@@ -377,10 +573,23 @@ impl OutboxRelay {
                     }
                 }
             }
+            if let Ok(mut waiting) = self.waiting.lock() {
+                // The next leader reports what waits.
+                waiting.records.clear();
+                waiting.report(0);
+            }
             tracing::info!(epoch = token.epoch, "outbox relay standing by");
         })
         .await;
     }
+}
+
+/// Pause before the `retries + 1`-th attempt to route a required event.
+fn route_retry_pause(retries: i64) -> Duration {
+    let exponent = u32::try_from(retries.clamp(0, 16)).unwrap_or(16);
+    ROUTE_RETRY_MIN
+        .saturating_mul(2_u32.saturating_pow(exponent))
+        .min(ROUTE_RETRY_MAX)
 }
 
 #[cfg(test)]
@@ -419,6 +628,13 @@ mod tests {
                 .unwrap(),
             &DateTime::from_millis(10)
         );
+    }
+
+    #[test]
+    fn route_retries_back_off_to_a_cap() {
+        assert_eq!(route_retry_pause(0), ROUTE_RETRY_MIN);
+        assert_eq!(route_retry_pause(1), ROUTE_RETRY_MIN * 2);
+        assert_eq!(route_retry_pause(40), ROUTE_RETRY_MAX);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! with (or get exposed as) public traffic:
 //!
 //! - `GET /healthz`: the process is alive and serving (liveness).
-//! - `GET /readyz`: a live view of every registered dependency check; `503`
-//!   while any is down or the service is shutting down (readiness).
+//! - `GET /readyz`: a live view of every dependency check; `503` until the
+//!   service declared its checks complete ([`Readiness::expect`] or
+//!   [`Readiness::seal`]) and every one of them is registered and up, and
+//!   again while any is down or the service is shutting down (readiness).
 //! - `GET /metrics`: Prometheus text.
 
 use std::collections::BTreeMap;
@@ -25,9 +27,19 @@ type CheckFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
 type Check = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 
 /// Named dependency checks behind `/readyz`. Cheap to clone.
+///
+/// It starts not ready: a process that has not yet registered its checks
+/// (it may still be waiting for its broker) must not get traffic. The
+/// service declares the full set, either up front with
+/// [`Readiness::expect`] (a name not registered yet reads `pending`) or
+/// after registering with [`Readiness::seal`]; from then on readiness is
+/// the checks' state.
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<RwLock<Vec<(String, Check)>>>,
+    /// `None` until the service declared its checks complete; then every
+    /// name that must be registered and up.
+    declared: Arc<RwLock<Option<Vec<String>>>>,
     stopping: CancellationToken,
 }
 
@@ -58,6 +70,32 @@ impl Readiness {
         }
     }
 
+    /// Declares every check the service will register: not ready until each
+    /// one of `names` is registered and up (checks registered besides them
+    /// count too).
+    pub fn expect(&self, names: &[&str]) {
+        if let Ok(mut declared) = self.declared.write() {
+            let list = declared.get_or_insert_with(Vec::new);
+            for name in names {
+                if !list.iter().any(|n| n == name) {
+                    list.push((*name).to_owned());
+                }
+            }
+        }
+    }
+
+    /// Declares that every check is registered: from now on readiness is
+    /// the state of the checks registered so far (and of any later one).
+    pub fn seal(&self) {
+        let names: Vec<String> = self
+            .checks
+            .read()
+            .map(|checks| checks.iter().map(|(name, _)| name.clone()).collect())
+            .unwrap_or_default();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.expect(&names);
+    }
+
     /// Reports not-ready from now on: the service is draining.
     pub fn mark_stopping(&self) {
         self.stopping.cancel();
@@ -82,6 +120,21 @@ impl Readiness {
         let mut ready = !self.stopping.is_cancelled();
         if !ready {
             report.insert("shutdown".to_owned(), "stopping");
+        }
+        let declared = self.declared.read().ok().and_then(|d| d.clone());
+        match &declared {
+            None => {
+                ready = false;
+                report.insert("startup".to_owned(), "pending");
+            }
+            Some(names) => {
+                for name in names {
+                    if !results.iter().any(|(registered, _)| registered == name) {
+                        ready = false;
+                        report.insert(name.clone(), "pending");
+                    }
+                }
+            }
         }
         for (name, up) in results {
             ready &= up;
@@ -155,4 +208,54 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Readiness;
+
+    fn up() -> std::future::Ready<bool> {
+        std::future::ready(true)
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_the_checks_are_declared_complete() {
+        let readiness = Readiness::default();
+        let (ready, report) = readiness.evaluate().await;
+        assert!(!ready, "no checks yet is not ready: {report:?}");
+        assert_eq!(report.get("startup"), Some(&"pending"));
+
+        readiness.register("mongo", up);
+        assert!(!readiness.evaluate().await.0, "registered but not sealed");
+        readiness.seal();
+        let (ready, report) = readiness.evaluate().await;
+        assert!(ready, "{report:?}");
+        assert_eq!(report.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expected_check_not_yet_registered_is_pending() {
+        let readiness = Readiness::default();
+        readiness.expect(&["mongo", "amqp"]);
+        readiness.register("mongo", up);
+        let (ready, report) = readiness.evaluate().await;
+        assert!(!ready);
+        assert_eq!(report.get("amqp"), Some(&"pending"));
+        assert_eq!(report.get("mongo"), Some(&"up"));
+        readiness.register("amqp", || std::future::ready(false));
+        let (ready, report) = readiness.evaluate().await;
+        assert!(!ready);
+        assert_eq!(report.get("amqp"), Some(&"down"));
+    }
+
+    #[tokio::test]
+    async fn stopping_is_not_ready() {
+        let readiness = Readiness::default();
+        readiness.register("mongo", up);
+        readiness.seal();
+        readiness.mark_stopping();
+        let (ready, report) = readiness.evaluate().await;
+        assert!(!ready);
+        assert_eq!(report.get("shutdown"), Some(&"stopping"));
+    }
 }

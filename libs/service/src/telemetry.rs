@@ -12,11 +12,18 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::settings::TelemetrySettings;
+
+/// Log targets never written, whatever the level asked for: lapin dumps a
+/// returned (unroutable) message whole at WARN, payload included (an OAuth
+/// code, for one). Palm reports an unroutable publish itself, by routing key
+/// and message id only.
+const SILENCED_TARGETS: &[&str] = &["lapin::returned_messages"];
 
 /// Keeps the tracer provider alive; [`Telemetry::shutdown`] flushes it.
 #[derive(Debug)]
@@ -55,8 +62,15 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Resu
         .with_current_span(true)
         .with_span_list(false)
         .with_target(true)
-        .with_writer(std::io::stdout);
-    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+        .with_writer(std::io::stdout)
+        .with_filter(tracing_subscriber::filter::filter_fn(|event| {
+            !SILENCED_TARGETS.contains(&event.target())
+        }));
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service))
+        .with_filter(tracing_subscriber::filter::filter_fn(|event| {
+            !SILENCED_TARGETS.contains(&event.target())
+        }));
     tracing_subscriber::registry()
         .with(filter)
         .with(logs)

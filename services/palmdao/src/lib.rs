@@ -40,6 +40,21 @@ pub const OUTBOX_COLLECTIONS: &[&str] = &[
     "discussions",
 ];
 
+/// Routing keys (or topic patterns) of the events a service of the suite
+/// consumes: the bindings of `palmvalidator.jobs`, `palmvalidator-discord.jobs`
+/// and `palmdao.results`. The outbox relay never settles such an event while
+/// no queue takes it (it waits and is retried); any other event without a
+/// subscriber is settled. `tests/tests/outbox_routes.rs` checks this list
+/// against every service's queues.
+pub const REQUIRED_ROUTES: &[&str] = &[
+    "vote.submitted",
+    "verification.requested.wallet",
+    "verification.requested.discord",
+    "vote.validated",
+    "vote.rejected",
+    "verification.completed",
+];
+
 /// Queue of verification and vote results palmdao applies.
 pub fn queues() -> Vec<QueueSpec> {
     vec![QueueSpec::new(
@@ -306,6 +321,9 @@ impl ServiceSettings for Settings {
 pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     use anyhow::Context as _;
 
+    // Not ready until both are registered and up (the broker may be
+    // unreachable for a while; /readyz then says amqp pending or down).
+    runtime.readiness.expect(&["mongo", "amqp"]);
     let database = palm_mongo::connect(&settings.mongo, SERVICE)
         .await
         .context("failed to configure the MongoDB client")?;
@@ -365,6 +383,12 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     let relay = OutboxRelay::new(database.clone(), OUTBOX_COLLECTIONS, publisher)
         .with_batch_size(settings.outbox.batch_size)
         .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms))
+        .with_required_routes(REQUIRED_ROUTES)
+        // Half the grace period: the pass under way finishes and is marked,
+        // and the lease is released well before the process must be gone.
+        .with_drain_timeout(Duration::from_millis(
+            settings.runtime.shutdown.grace_ms / 2,
+        ))
         .with_audit(api::audit::audit_log());
     let holder = format!("{SERVICE}-{}", runtime.instance_id());
     let lease = Lease::new(

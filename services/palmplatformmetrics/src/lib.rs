@@ -123,6 +123,7 @@ impl ServiceSettings for Settings {
 pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     use anyhow::Context as _;
 
+    runtime.readiness.expect(&["mongo"]);
     let database = palm_mongo::connect(&settings.mongo, SERVICE)
         .await
         .context("failed to configure the MongoDB client")?;

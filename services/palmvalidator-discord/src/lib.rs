@@ -77,6 +77,7 @@ impl ServiceSettings for Settings {
 /// consumer, or waiting as a standby), publishing each result before acking
 /// its job; on shutdown, finishes the jobs in flight.
 pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
+    runtime.readiness.expect(&["amqp", "discord"]);
     let instance = runtime.instance_id();
     let client = client::DiscordClient::new(&settings.discord, &instance)?;
     client::register_metrics(settings.discord.invalid_request_budget);

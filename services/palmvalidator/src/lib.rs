@@ -166,6 +166,7 @@ impl ServiceSettings for Settings {
 /// Runs the service until `runtime.shutdown`: consumes jobs, publishing each
 /// result before acking its job; on shutdown, finishes the jobs in flight.
 pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
+    runtime.readiness.expect(&["amqp"]);
     // Every outcome at zero from the start (`palm_votes_decided_total`).
     for outcome in std::iter::once("valid").chain(votes::Rejection::ALL.map(votes::Rejection::code))
     {

@@ -40,6 +40,7 @@ impl ServiceSettings for Settings {
 }
 
 async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
+    runtime.readiness.expect(&["amqp"]);
     let database = palm_mongo::connect(&settings.mongo, "palm-test-worker").await?;
     Idempotency::ensure_indexes(&database, Duration::from_secs(3600)).await?;
     let broker = Broker::start(
