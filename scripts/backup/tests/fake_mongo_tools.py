@@ -19,6 +19,14 @@ from bson import Timestamp  # noqa: E402
 from verify_test import write_archive  # noqa: E402
 
 
+def cluster_time(uri: str) -> Timestamp:
+    """The server's latest operation time (a real replica set refuses a
+    snapshot read later than it); the stand-in has none: the clock."""
+    from pymongo import MongoClient
+    reply = MongoClient(uri, serverSelectionTimeoutMS=10000).admin.command("hello")
+    return reply.get("operationTime") or Timestamp(int(time.time()), 1)
+
+
 def options(argv):
     flags = {}
     for arg in argv:
@@ -30,7 +38,9 @@ def options(argv):
 def main() -> int:
     tool, flags = sys.argv[1], options(sys.argv[2:])
     with open(flags["--config"], encoding="utf-8") as f:
-        if not f.read().startswith("uri: 'mongodb://"):
+        config = f.read()
+        uri = config.split("'")[1] if "'" in config else ""
+        if not config.startswith("uri: 'mongodb://"):
             print(f"{tool}: the config file does not hold the URI", file=sys.stderr)
             return 2
     if any(a.startswith("mongodb://") for a in sys.argv):
@@ -44,7 +54,7 @@ def main() -> int:
         if os.environ.get("FAKE_DUMP_FAIL"):
             print("mongodump: Failed: connection refused", file=sys.stderr)
             return 1
-        write_archive(flags["--archive"], True, [Timestamp(int(time.time()), 1)])
+        write_archive(flags["--archive"], True, [cluster_time(uri)])
         return 0
     for flag in ("--archive", "--gzip", "--oplogReplay", "--drop"):
         if flag not in flags:
