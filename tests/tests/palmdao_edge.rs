@@ -327,3 +327,49 @@ async fn a_signed_vote_sent_twice_is_one_vote_and_no_number_causes_a_5xx() {
     }
     palmdao.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutating_request_sent_again_with_its_idempotency_key_runs_once() {
+    let palmdao = Palmdao::start_with(&[("PALM__COMMUNITIES__CREATE_MIN_LEVEL", "1")]).await;
+    let (_, alice) = palmdao.new_member("alice").await;
+    let (_, bob) = palmdao.new_member("bob").await;
+    let http = palm_service::http::client();
+    let create = |token: &str, key: &str, slug: &str| {
+        http.post(format!("{}/v1/communities", palmdao.base))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&json!({ "slug": slug, "name": "Once" }))
+            .send()
+    };
+    let slug = format!("once-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let key = Uuid::new_v4().to_string();
+
+    let first = create(&alice, &key, &slug).await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let location = first.headers().get("location").cloned();
+    let first: serde_json::Value = first.json().await.unwrap();
+
+    // Without the key, the same request is a conflict (the slug is taken);
+    // with it, the first answer comes back and nothing runs again.
+    let again = create(&alice, &key, &slug).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers().get("location").cloned(), location);
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
+
+    // The same key for another request is refused; another client's same
+    // key is theirs alone.
+    let reused = create(&alice, &key, "another-slug").await.unwrap();
+    assert_eq!(reused.status(), 422);
+    let reused: serde_json::Value = reused.json().await.unwrap();
+    assert_eq!(reused["code"], "idempotency_key_reused");
+    let bobs = create(&bob, &key, &slug).await.unwrap();
+    assert_eq!(bobs.status(), 409, "bob's request ran: the slug is taken");
+    let bobs: serde_json::Value = bobs.json().await.unwrap();
+    assert_eq!(bobs["code"], "slug_taken", "{bobs}");
+
+    let bad = create(&alice, "", &slug).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    palmdao.stop().await;
+}

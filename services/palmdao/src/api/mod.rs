@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`problem`]: RFC 9457 problem responses with stable codes.
 //! - [`extract`]: the body, query and path extractors whose rejections are problems.
+//! - [`idempotency`]: `Idempotency-Key` on mutating requests.
 //! - [`session`]: signed, expiring bearer tokens and the [`session::Session`] extractor.
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod communities;
 pub mod discussions;
 pub mod extract;
+pub mod idempotency;
 pub mod openapi;
 pub mod pages;
 pub mod palm_ids;
@@ -112,6 +114,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
     discussions::ensure_indexes(database).await?;
     proposals::ensure_indexes(database).await?;
     audit::audit_log().ensure_indexes(database).await?;
+    idempotency::ensure_indexes(database).await?;
     palm_ids::ensure_indexes(database).await
 }
 
@@ -165,6 +168,10 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
             "Method not allowed",
         )
     })
+    .layer(middleware::from_fn_with_state(
+        idempotency::Idempotency::new(state.database(), settings.body_limit_bytes),
+        idempotency::honour,
+    ))
     .layer(middleware::from_fn(errors_as_problems))
     .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
     .layer(middleware::from_fn_with_state(
