@@ -12,20 +12,34 @@
 //!   `PUT /guilds/{guild}/members/{user}/roles/{role}`.
 //! - `GET /gateway`, what the service probes while Discord looks down.
 //!
-//! Rate limits as Discord has them: per-route buckets with
-//! `X-RateLimit-*` headers, enforced (a request over the bucket gets a
-//! `429`, marked `enforced` in the log), and scripted `429`s
-//! ([`Throttle`]) alternating global and shared-scope ones, each with a
-//! fractional `Retry-After` header and `retry_after` in the body.
+//! Rate limits as Discord sends them
+//! (<https://discord.com/developers/docs/topics/rate-limits>), headers
+//! included (`X-RateLimit-Limit`, `-Remaining`, `-Reset`, `-Reset-After`,
+//! `-Bucket`, and on `429`s `-Scope`, `-Global`, `Retry-After`):
+//!
+//! - per-route buckets, enforced ([`FakeDiscord::limit_routes`]: a request
+//!   over the bucket gets a user-scope `429`, marked `enforced` in the log);
+//! - a hidden bucket ([`FakeDiscord::hidden_bucket`]): a route whose answers
+//!   carry one bucket's headers while another, smaller limit refuses it with
+//!   its own hash (the capture of issue 14: [`HiddenBucket::as_captured`]);
+//! - every `429` shape, scripted per route ([`FakeDiscord::script`],
+//!   [`Shape`]): an exhausted route bucket, a shared-scope resource limit, the
+//!   global limit, and the edge's `429`s without any rate-limit header (body
+//!   `retry_after` only, `Retry-After` only with an HTML page, or neither);
+//! - scripted `429`s every n-th request ([`Throttle`]) alternating global
+//!   and shared-scope ones, each with a fractional `Retry-After` header and
+//!   `retry_after` in the body.
+//!
 //! [`FakeDiscord::set_unavailable`] answers `503` to everything.
 //!
-//! Every request is logged with its arrival time, route, credential key and
-//! `User-Agent`, so tests count on Discord's side.
+//! Every request is logged with its arrival time, route, major parameter,
+//! credential key and `User-Agent`, and each `429` with its scope and wait,
+//! so tests count on Discord's side ([`FakeDiscord::violations`]).
 // A stand-in for Discord, not Palm's public API: axum's own extractors do
 // (clippy.toml reserves ApiPath/ApiQuery for palmdao).
 #![allow(clippy::disallowed_types)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -99,13 +113,129 @@ pub struct Throttle {
     pub retry_after: Duration,
 }
 
+/// Route templates as the fake logs them.
+pub const TOKEN_ROUTE: &str = "POST /oauth2/token";
+/// See [`TOKEN_ROUTE`].
+pub const ME_ROUTE: &str = "GET /users/@me";
+/// See [`TOKEN_ROUTE`]; its major parameter is the guild.
+pub const MEMBER_ROUTE: &str = "GET /guilds/{guild}/members/{user}";
+/// See [`TOKEN_ROUTE`]; its major parameter is the guild.
+pub const ROLE_ROUTE: &str = "PUT /guilds/{guild}/members/{user}/roles/{role}";
+/// See [`TOKEN_ROUTE`].
+pub const GATEWAY_ROUTE: &str = "GET /gateway";
+
+/// A `429` as Discord (or the edge in front of it) answers it, scripted
+/// with [`FakeDiscord::script`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    /// "Example Exceeded User Rate Limit Response": the route's bucket
+    /// headers with `remaining` 0, `X-RateLimit-Scope: user`, `Retry-After`
+    /// in whole seconds (rounded up), the exact `retry_after` in the body.
+    Route {
+        /// The exact wait (`retry_after`, `X-RateLimit-Reset-After`).
+        retry_after: Duration,
+    },
+    /// "Example Exceeded Resource Rate Limit Response": the bucket still
+    /// has requests left (`remaining` 9 of 10, resetting long before the
+    /// resource frees), `X-RateLimit-Scope: shared`.
+    Shared {
+        /// The exact wait.
+        retry_after: Duration,
+    },
+    /// "Example Exceeded Global Rate Limit Response": `Retry-After`,
+    /// `X-RateLimit-Global: true`, `X-RateLimit-Scope: global`, body
+    /// `"global": true`; no bucket headers.
+    Global {
+        /// The exact wait.
+        retry_after: Duration,
+    },
+    /// The edge: no header at all, a JSON body with `retry_after` only.
+    EdgeBody {
+        /// The exact wait.
+        retry_after: Duration,
+    },
+    /// The edge (Cloudflare): `Retry-After` only, an HTML page.
+    EdgeHeader {
+        /// The wait.
+        retry_after: Duration,
+    },
+    /// The edge: neither headers nor a retry time, only Discord's
+    /// "You are being blocked" message (what a temporary ban answers).
+    EdgeBare,
+}
+
+/// The headers a bucket's answers carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketHeaders {
+    /// `X-RateLimit-Bucket`.
+    pub hash: String,
+    /// `X-RateLimit-Limit`.
+    pub limit: u32,
+    /// `X-RateLimit-Remaining`.
+    pub remaining: u32,
+    /// `X-RateLimit-Reset-After`.
+    pub reset_after: Duration,
+}
+
+/// A limit a route's answers do not show: every answer carries
+/// `visible`'s headers, while requests beyond `limit` per `window` (fixed
+/// windows, each opened by the first request after the last one ended) get
+/// a `429` with this bucket's own hash and headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HiddenBucket {
+    /// What the route's answers say (unchanging).
+    pub visible: BucketHeaders,
+    /// The hidden bucket's `X-RateLimit-Bucket`.
+    pub hash: String,
+    /// Its `X-RateLimit-Limit`.
+    pub limit: u32,
+    /// Its window.
+    pub window: Duration,
+    /// Requests already counted in the window the test starts in (whose end
+    /// is first told by the `429` that ends it: `window` after it).
+    pub used: u32,
+}
+
+impl HiddenBucket {
+    /// Issue 14's capture of `GET /users/@me`: three `200`s in bucket
+    /// `d124…` (limit 50000, remaining 48773, reset after 102737.719 s),
+    /// then a `429` from bucket `1d3c…` (limit 5, remaining 0, reset-after
+    /// and `Retry-After` 5.588, not global), then the `d124…` headers again.
+    pub fn as_captured() -> Self {
+        Self {
+            visible: BucketHeaders {
+                hash: "d124a0c1b2e3f4a5b6c7d8e9f0a1b2c3".to_owned(),
+                limit: 50_000,
+                remaining: 48_773,
+                reset_after: Duration::from_secs_f64(102_737.719),
+            },
+            hash: "1d3c4e5f6a7b8c9d0e1f2a3b4c5d6e7f".to_owned(),
+            limit: 5,
+            window: Duration::from_millis(5_588),
+            used: 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HiddenState {
+    bucket: HiddenBucket,
+    used: u32,
+    /// The current window's end, once known.
+    ends: Option<Instant>,
+    /// Still in the window the test started in.
+    first: bool,
+}
+
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
 pub struct Logged {
     /// Arrival.
     pub at: Instant,
-    /// Route template (`POST /oauth2/token`, …).
+    /// Route template ([`TOKEN_ROUTE`], …).
     pub route: &'static str,
+    /// The major parameter (the guild), or empty.
+    pub major: String,
     /// The credential or resource it was about (the code, the token, the
     /// member), so a retried request can be matched with its first try.
     pub key: String,
@@ -119,6 +249,12 @@ pub struct Logged {
     pub global: bool,
     /// For a `429`: the bucket was over its limit (not scripted).
     pub enforced: bool,
+    /// For a `429`: whose wait it is: `user` (the route's bucket), `shared`
+    /// (the resource: route and major parameter), `global`, or `edge` (no
+    /// rate-limit header: every request).
+    pub scope: Option<&'static str>,
+    /// `X-RateLimit-Bucket` answered.
+    pub bucket: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +276,8 @@ struct Fake {
     bucket_limit: Option<(u32, Duration)>,
     windows: HashMap<&'static str, (Instant, u32)>,
     served: usize,
+    hidden: HashMap<&'static str, HiddenState>,
+    scripted: HashMap<&'static str, VecDeque<Shape>>,
     log: Vec<Logged>,
 }
 
@@ -163,6 +301,11 @@ impl Drop for FakeDiscord {
 impl FakeDiscord {
     /// Starts a fake with no codes, no members and no rate limits.
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts one listening on `addr` (the `fake-discord` binary).
+    pub async fn start_on(addr: &str) -> Self {
         let state: Shared = Arc::default();
         let api = Router::new()
             .route("/oauth2/token", post(token))
@@ -173,7 +316,7 @@ impl FakeDiscord {
         let app = Router::new()
             .nest("/api/v10", api)
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -273,6 +416,29 @@ impl FakeDiscord {
         self.lock().bucket_limit = Some((limit, window));
     }
 
+    /// Puts `route` ([`ME_ROUTE`], …) behind a hidden bucket.
+    pub fn hidden_bucket(&self, route: &'static str, bucket: HiddenBucket) {
+        let used = bucket.used;
+        self.lock().hidden.insert(
+            route,
+            HiddenState {
+                bucket,
+                used,
+                ends: None,
+                first: true,
+            },
+        );
+    }
+
+    /// Answers the next requests on `route`, one each, with `shapes`.
+    pub fn script(&self, route: &'static str, shapes: &[Shape]) {
+        self.lock()
+            .scripted
+            .entry(route)
+            .or_default()
+            .extend(shapes.iter().copied());
+    }
+
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Logged> {
         self.lock().log.clone()
@@ -290,6 +456,48 @@ impl FakeDiscord {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    /// Requests that arrived inside a `429`'s wait and within its reach, as
+    /// descriptions: the same request sent again (matched by route and key)
+    /// at any time before the wait ended; another request in the `429`'s
+    /// scope (`global`, `edge`: every request; `user`, `shared`: the same
+    /// route and major parameter) arriving more than [`IN_FLIGHT`] after
+    /// the `429` (those before were already on their way when it was sent).
+    pub fn violations(&self) -> Vec<String> {
+        self.violations_allowing(IN_FLIGHT)
+    }
+
+    /// [`FakeDiscord::violations`], excusing other requests that arrive
+    /// within `in_flight` of a `429` (a client with many requests in flight
+    /// on a loaded machine).
+    pub fn violations_allowing(&self, in_flight: Duration) -> Vec<String> {
+        let log = self.requests();
+        let mut found = Vec::new();
+        for (i, limited) in log.iter().enumerate() {
+            let (Some(wait), Some(scope)) = (limited.retry_after, limited.scope) else {
+                continue;
+            };
+            let ends = limited.at + wait;
+            for later in log[i + 1..].iter().take_while(|r| r.at < ends) {
+                let same_request = later.route == limited.route && later.key == limited.key;
+                let in_scope = match scope {
+                    "global" | "edge" => true,
+                    _ => later.route == limited.route && later.major == limited.major,
+                };
+                if same_request || (in_scope && later.at >= limited.at + in_flight) {
+                    found.push(format!(
+                        "{} {} ({}) arrived {:?} after a {scope} 429 on {} that said wait {wait:?}",
+                        later.route,
+                        later.key,
+                        later.major,
+                        later.at - limited.at,
+                        limited.route
+                    ));
+                }
+            }
+        }
+        found
     }
 
     /// Requests sent again before the `Retry-After` of the `429` their
@@ -318,6 +526,10 @@ impl FakeDiscord {
     }
 }
 
+/// How long after a `429` another request in its reach may still arrive
+/// without being a violation: it was sent before the `429` was received.
+pub const IN_FLIGHT: Duration = Duration::from_millis(50);
+
 /// What a route handler decided, before the rate-limit layer.
 struct Answer {
     status: StatusCode,
@@ -332,10 +544,151 @@ fn secs(duration: Duration) -> String {
     format!("{:.3}", duration.as_secs_f64())
 }
 
+fn secs_rounded_up(duration: Duration) -> String {
+    format!("{}", duration.as_secs_f64().ceil())
+}
+
+fn set(out: &mut HeaderMap, name: &'static str, value: &str) {
+    out.insert(name, HeaderValue::from_str(value).unwrap());
+}
+
+/// A bucket's `X-RateLimit-*` headers, as Discord sends them on every
+/// answer of a limited route.
+fn bucket_headers(out: &mut HeaderMap, bucket: &BucketHeaders) {
+    let reset_at = SystemTime::now() + bucket.reset_after;
+    let epoch = reset_at.duration_since(UNIX_EPOCH).unwrap();
+    set(out, "x-ratelimit-limit", &bucket.limit.to_string());
+    set(out, "x-ratelimit-remaining", &bucket.remaining.to_string());
+    set(
+        out,
+        "x-ratelimit-reset",
+        &format!("{:.3}", epoch.as_secs_f64()),
+    );
+    set(out, "x-ratelimit-reset-after", &secs(bucket.reset_after));
+    set(out, "x-ratelimit-bucket", &bucket.hash);
+}
+
+fn rate_limited(retry_after: Duration, global: bool) -> Value {
+    json!({ "message": "You are being rate limited.", "retry_after": retry_after.as_secs_f64(), "global": global })
+}
+
+/// What is answered instead of the route's own answer.
+enum Limited {
+    Json(StatusCode, Value),
+    Html(StatusCode, &'static str),
+}
+
+/// The answer a scripted shape gives on `route`.
+fn scripted(shape: Shape, route: &'static str, out: &mut HeaderMap, entry: &mut Logged) -> Limited {
+    let bucket = |limit, remaining, reset_after| BucketHeaders {
+        hash: format!("fake-{route}"),
+        limit,
+        remaining,
+        reset_after,
+    };
+    let too_many = StatusCode::TOO_MANY_REQUESTS;
+    match shape {
+        Shape::Route { retry_after } => {
+            entry.retry_after = Some(retry_after);
+            entry.scope = Some("user");
+            bucket_headers(out, &bucket(5, 0, retry_after));
+            set(out, "x-ratelimit-scope", "user");
+            set(out, "retry-after", &secs_rounded_up(retry_after));
+            Limited::Json(too_many, rate_limited(retry_after, false))
+        }
+        Shape::Shared { retry_after } => {
+            entry.retry_after = Some(retry_after);
+            entry.scope = Some("shared");
+            bucket_headers(out, &bucket(10, 9, retry_after.mul_f64(0.05)));
+            set(out, "x-ratelimit-scope", "shared");
+            set(out, "retry-after", &secs_rounded_up(retry_after));
+            Limited::Json(
+                too_many,
+                json!({ "message": "The resource is being rate limited.", "retry_after": retry_after.as_secs_f64(), "global": false }),
+            )
+        }
+        Shape::Global { retry_after } => {
+            entry.retry_after = Some(retry_after);
+            entry.scope = Some("global");
+            entry.global = true;
+            set(out, "retry-after", &secs_rounded_up(retry_after));
+            set(out, "x-ratelimit-global", "true");
+            set(out, "x-ratelimit-scope", "global");
+            Limited::Json(too_many, rate_limited(retry_after, true))
+        }
+        Shape::EdgeBody { retry_after } => {
+            entry.retry_after = Some(retry_after);
+            entry.scope = Some("edge");
+            Limited::Json(too_many, rate_limited(retry_after, false))
+        }
+        Shape::EdgeHeader { retry_after } => {
+            entry.retry_after = Some(retry_after);
+            entry.scope = Some("edge");
+            set(out, "retry-after", &secs_rounded_up(retry_after));
+            Limited::Html(
+                too_many,
+                "<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to restrict access</title></head><body><h1>Error 1015</h1><p>You are being rate limited</p></body></html>",
+            )
+        }
+        Shape::EdgeBare => {
+            entry.scope = Some("edge");
+            Limited::Json(
+                too_many,
+                json!({ "message": "You are being blocked from accessing our API temporarily due to exceeding our rate limits frequently. Please read our docs at https://discord.com/developers/docs/topics/rate-limits to prevent this moving forward.", "code": 0 }),
+            )
+        }
+    }
+}
+
+/// The hidden bucket of a route at `now`: its `429` when it refuses; when
+/// it counts the request, `None` and the visible headers in `out`.
+fn hidden(
+    state: &mut HiddenState,
+    now: Instant,
+    out: &mut HeaderMap,
+    entry: &mut Logged,
+) -> Option<Limited> {
+    if state.ends.is_some_and(|ends| now >= ends) {
+        state.ends = None;
+        state.used = 0;
+        state.first = false;
+    }
+    let bucket = &state.bucket;
+    if state.used < bucket.limit {
+        state.used += 1;
+        if state.ends.is_none() && !state.first {
+            state.ends = Some(now + bucket.window);
+        }
+        bucket_headers(out, &bucket.visible);
+        return None;
+    }
+    let ends = *state.ends.get_or_insert(now + bucket.window);
+    let wait = ends - now;
+    entry.retry_after = Some(wait);
+    entry.scope = Some("user");
+    entry.enforced = true;
+    bucket_headers(
+        out,
+        &BucketHeaders {
+            hash: bucket.hash.clone(),
+            limit: bucket.limit,
+            remaining: 0,
+            reset_after: wait,
+        },
+    );
+    set(out, "x-ratelimit-scope", "user");
+    set(out, "retry-after", &secs(wait));
+    Some(Limited::Json(
+        StatusCode::TOO_MANY_REQUESTS,
+        rate_limited(Duration::from_secs_f64(secs(wait).parse().unwrap()), false),
+    ))
+}
+
 /// The rate-limit and availability layer around every route, and the log.
 fn serve(
     state: &Shared,
     route: &'static str,
+    major: &str,
     key: String,
     headers: &HeaderMap,
     handle: impl FnOnce(&mut Fake) -> Answer,
@@ -346,20 +699,21 @@ fn serve(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let mut fake = state.lock().unwrap();
+    let mut guard = state.lock().unwrap();
+    let fake = &mut *guard;
     let mut out = HeaderMap::new();
     let mut entry = Logged {
         at: now,
         route,
+        major: major.to_owned(),
         key,
         user_agent,
         status: 0,
         retry_after: None,
         global: false,
         enforced: false,
-    };
-    let set = |out: &mut HeaderMap, name: &'static str, value: String| {
-        out.insert(name, HeaderValue::from_str(&value).unwrap());
+        scope: None,
+        bucket: None,
     };
     // The current window of this route's bucket, if limited.
     let window = fake.bucket_limit.map(|(limit, length)| {
@@ -369,11 +723,16 @@ fn serve(
         }
         (limit, window.0 + length)
     });
-    let (status, body) = if fake.unavailable {
-        (
+    let script = fake.scripted.get_mut(route).and_then(VecDeque::pop_front);
+    let limited = if fake.unavailable {
+        Some(Limited::Json(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({ "message": "upstream unavailable" }),
-        )
+        ))
+    } else if let Some(shape) = script {
+        Some(scripted(shape, route, &mut out, &mut entry))
+    } else if let Some(hidden_state) = fake.hidden.get_mut(route) {
+        hidden(hidden_state, now, &mut out, &mut entry)
     } else if let Some(throttle) = fake.throttle
         && {
             fake.served += 1;
@@ -383,63 +742,85 @@ fn serve(
         let global = (fake.served / throttle.every) % 2 == 1;
         entry.retry_after = Some(throttle.retry_after);
         entry.global = global;
-        set(&mut out, "retry-after", secs(throttle.retry_after));
+        set(&mut out, "retry-after", &secs(throttle.retry_after));
         if global {
-            set(&mut out, "x-ratelimit-global", "true".into());
-            set(&mut out, "x-ratelimit-scope", "global".into());
+            entry.scope = Some("global");
+            set(&mut out, "x-ratelimit-global", "true");
+            set(&mut out, "x-ratelimit-scope", "global");
         } else {
-            set(&mut out, "x-ratelimit-scope", "shared".into());
+            entry.scope = Some("shared");
+            set(&mut out, "x-ratelimit-scope", "shared");
             if let Some((limit, ends)) = window {
                 let used = fake.windows[route].1;
-                set(&mut out, "x-ratelimit-limit", limit.to_string());
-                set(
+                bucket_headers(
                     &mut out,
-                    "x-ratelimit-remaining",
-                    (limit - used).to_string(),
+                    &BucketHeaders {
+                        hash: format!("fake-{route}"),
+                        limit,
+                        remaining: limit - used,
+                        reset_after: ends - now,
+                    },
                 );
-                set(&mut out, "x-ratelimit-reset-after", secs(ends - now));
-                set(&mut out, "x-ratelimit-bucket", format!("fake-{route}"));
             }
         }
-        (
+        Some(Limited::Json(
             StatusCode::TOO_MANY_REQUESTS,
-            json!({ "message": "You are being rate limited.", "retry_after": throttle.retry_after.as_secs_f64(), "global": global }),
-        )
+            rate_limited(throttle.retry_after, global),
+        ))
     } else if let Some((limit, ends)) = window {
         let used = fake.windows[route].1;
-        set(&mut out, "x-ratelimit-limit", limit.to_string());
-        set(&mut out, "x-ratelimit-bucket", format!("fake-{route}"));
-        set(&mut out, "x-ratelimit-reset-after", secs(ends - now));
-        if used >= limit {
+        let over = used >= limit;
+        if !over {
+            fake.windows.get_mut(route).unwrap().1 += 1;
+        }
+        bucket_headers(
+            &mut out,
+            &BucketHeaders {
+                hash: format!("fake-{route}"),
+                limit,
+                remaining: if over { 0 } else { limit - used - 1 },
+                reset_after: ends - now,
+            },
+        );
+        over.then(|| {
             entry.retry_after = Some(ends - now);
             entry.enforced = true;
-            set(&mut out, "x-ratelimit-remaining", "0".into());
-            set(&mut out, "x-ratelimit-scope", "user".into());
-            set(&mut out, "retry-after", secs(ends - now));
-            (
+            entry.scope = Some("user");
+            set(&mut out, "x-ratelimit-scope", "user");
+            set(&mut out, "retry-after", &secs(ends - now));
+            Limited::Json(
                 StatusCode::TOO_MANY_REQUESTS,
-                json!({ "message": "You are being rate limited.", "retry_after": (ends - now).as_secs_f64(), "global": false }),
+                rate_limited(ends - now, false),
             )
-        } else {
-            fake.windows.get_mut(route).unwrap().1 += 1;
-            set(
-                &mut out,
-                "x-ratelimit-remaining",
-                (limit - used - 1).to_string(),
-            );
-            let answer = handle(&mut fake);
-            (answer.status, answer.body)
-        }
+        })
     } else {
-        let answer = handle(&mut fake);
-        (answer.status, answer.body)
+        None
     };
-    entry.status = status.as_u16();
+    entry.bucket = out
+        .get("x-ratelimit-bucket")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = match limited {
+        Some(Limited::Json(status, body)) => {
+            entry.status = status.as_u16();
+            (status, out, Json(body)).into_response()
+        }
+        Some(Limited::Html(status, page)) => {
+            entry.status = status.as_u16();
+            (status, out, axum::response::Html(page)).into_response()
+        }
+        None => {
+            let answer = handle(fake);
+            entry.status = answer.status.as_u16();
+            if answer.status == StatusCode::NO_CONTENT {
+                (answer.status, out).into_response()
+            } else {
+                (answer.status, out, Json(answer.body)).into_response()
+            }
+        }
+    };
     fake.log.push(entry);
-    if status == StatusCode::NO_CONTENT {
-        return (status, out).into_response();
-    }
-    (status, out, Json(body)).into_response()
+    response
 }
 
 fn bearer(headers: &HeaderMap) -> String {
@@ -492,59 +873,54 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: String) ->
     let fields = form(&body);
     let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
     let code = field("code");
-    serve(
-        &state,
-        "POST /oauth2/token",
-        code.clone(),
-        &headers,
-        |fake| {
-            let content_type = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
-            if content_type != Some("application/x-www-form-urlencoded") {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "error": "invalid_request" }),
-                );
+    serve(&state, TOKEN_ROUTE, "", code.clone(), &headers, |fake| {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if content_type != Some("application/x-www-form-urlencoded") {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "invalid_request" }),
+            );
+        }
+        if field("client_id") != CLIENT_ID || field("client_secret") != CLIENT_SECRET {
+            return answer(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "invalid_client" }),
+            );
+        }
+        if field("grant_type") != "authorization_code" {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "unsupported_grant_type" }),
+            );
+        }
+        let grant = fake.codes.get(&code).cloned();
+        let reused = !fake.reusable_codes && fake.used_codes.contains(&code);
+        match grant {
+            Some(grant) if !reused && field("redirect_uri") == REDIRECT_URI => {
+                fake.used_codes.insert(code.clone());
+                let access_token = format!("token-{code}");
+                fake.tokens.insert(access_token.clone(), grant.user);
+                answer(
+                    StatusCode::OK,
+                    json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": 604_800, "refresh_token": "refresh", "scope": grant.scope }),
+                )
             }
-            if field("client_id") != CLIENT_ID || field("client_secret") != CLIENT_SECRET {
-                return answer(
-                    StatusCode::UNAUTHORIZED,
-                    json!({ "error": "invalid_client" }),
-                );
-            }
-            if field("grant_type") != "authorization_code" {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "error": "unsupported_grant_type" }),
-                );
-            }
-            let grant = fake.codes.get(&code).cloned();
-            let reused = !fake.reusable_codes && fake.used_codes.contains(&code);
-            match grant {
-                Some(grant) if !reused && field("redirect_uri") == REDIRECT_URI => {
-                    fake.used_codes.insert(code.clone());
-                    let access_token = format!("token-{code}");
-                    fake.tokens.insert(access_token.clone(), grant.user);
-                    answer(
-                        StatusCode::OK,
-                        json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": 604_800, "refresh_token": "refresh", "scope": grant.scope }),
-                    )
-                }
-                _ => answer(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "error": "invalid_grant", "error_description": "Invalid \"code\" in request." }),
-                ),
-            }
-        },
-    )
+            _ => answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "invalid_grant", "error_description": "Invalid \"code\" in request." }),
+            ),
+        }
+    })
 }
 
 async fn me(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let token = bearer(&headers);
     serve(
         &state,
-        "GET /users/@me",
+        ME_ROUTE,
+        "",
         token.clone(),
         &headers,
         |fake| match fake.tokens.get(&token) {
@@ -562,31 +938,37 @@ async fn member(
     Path((guild, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let route = "GET /guilds/{guild}/members/{user}";
-    serve(&state, route, user.clone(), &headers, |fake| {
-        if !is_bot(&headers) {
-            return answer(
-                StatusCode::UNAUTHORIZED,
-                json!({ "message": "401: Unauthorized", "code": 0 }),
-            );
-        }
-        if guild != GUILD_ID {
-            return answer(
-                StatusCode::NOT_FOUND,
-                json!({ "message": "Unknown Guild", "code": 10004 }),
-            );
-        }
-        match user.parse::<u64>() {
-            Ok(id) if fake.members.contains(&id) => answer(
-                StatusCode::OK,
-                json!({ "user": { "id": user }, "roles": [], "joined_at": "2020-01-01T00:00:00Z" }),
-            ),
-            _ => answer(
-                StatusCode::NOT_FOUND,
-                json!({ "message": "Unknown Member", "code": 10007 }),
-            ),
-        }
-    })
+    serve(
+        &state,
+        MEMBER_ROUTE,
+        &guild,
+        user.clone(),
+        &headers,
+        |fake| {
+            if !is_bot(&headers) {
+                return answer(
+                    StatusCode::UNAUTHORIZED,
+                    json!({ "message": "401: Unauthorized", "code": 0 }),
+                );
+            }
+            if guild != GUILD_ID {
+                return answer(
+                    StatusCode::NOT_FOUND,
+                    json!({ "message": "Unknown Guild", "code": 10004 }),
+                );
+            }
+            match user.parse::<u64>() {
+                Ok(id) if fake.members.contains(&id) => answer(
+                    StatusCode::OK,
+                    json!({ "user": { "id": user }, "roles": [], "joined_at": "2020-01-01T00:00:00Z" }),
+                ),
+                _ => answer(
+                    StatusCode::NOT_FOUND,
+                    json!({ "message": "Unknown Member", "code": 10007 }),
+                ),
+            }
+        },
+    )
 }
 
 async fn role(
@@ -594,8 +976,7 @@ async fn role(
     Path((guild, user, role)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let route = "PUT /guilds/{guild}/members/{user}/roles/{role}";
-    serve(&state, route, user.clone(), &headers, |fake| {
+    serve(&state, ROLE_ROUTE, &guild, user.clone(), &headers, |fake| {
         let id = user.parse::<u64>().unwrap_or_default();
         if !is_bot(&headers) {
             answer(
@@ -617,7 +998,7 @@ async fn role(
 }
 
 async fn gateway(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    serve(&state, "GET /gateway", String::new(), &headers, |_| {
+    serve(&state, GATEWAY_ROUTE, "", String::new(), &headers, |_| {
         answer(StatusCode::OK, json!({ "url": "wss://gateway.discord.gg" }))
     })
 }

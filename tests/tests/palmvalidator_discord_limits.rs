@@ -11,17 +11,28 @@
 //! finishes, none lost and none decided two ways; while Discord is down the
 //! service reports not-ready and loses nothing; the invalid-request budget
 //! stops the calls and reports not-ready.
+//!
+//! And Discord's `429`s as Discord sends them (issue 14): the hidden bucket
+//! of the capture (three `200`s in bucket `d124…`, a `429` from bucket
+//! `1d3c…`, `200`s again) is waited out to its retry time, learned, and
+//! verifications keep flowing at its rate, never parked on the visible
+//! bucket's 28.5-hour reset; each documented `429` shape (route, shared,
+//! global, and the edge's without rate-limit headers) holds back exactly its
+//! scope for its time, and only the ones Discord counts are invalid.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use palm_amqp::{Broker, Consumer, Incoming, OutgoingMessage, Publisher, QueueSpec, Topology, dlq};
 use palm_core::Envelope;
 use palm_core::events::DiscordVerificationRequested;
 use palm_testkit::eventually;
-use palm_tests::fake_discord::{FakeDiscord, FakeUser, REDIRECT_URI, Throttle};
+use palm_tests::fake_discord::{
+    FakeDiscord, FakeUser, GUILD_ID, HiddenBucket, IN_FLIGHT, ME_ROUTE, MEMBER_ROUTE, REDIRECT_URI,
+    ROLE_ID, Shape, TOKEN_ROUTE, Throttle,
+};
 use palm_tests::{ServiceEnv, get};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +44,8 @@ struct Received {
     /// The result event's id.
     id: String,
     envelope: Value,
+    /// When the test received it.
+    at: Instant,
 }
 
 impl Received {
@@ -81,6 +94,7 @@ impl Bus {
                 results.lock().unwrap().push(Received {
                     id: m.message_id.clone().unwrap_or_default(),
                     envelope: serde_json::from_slice(&m.body).unwrap(),
+                    at: Instant::now(),
                 });
                 std::future::ready(Ok(()))
             })
@@ -433,5 +447,282 @@ async fn the_invalid_request_budget_stops_calls_and_reports_not_ready() {
     // Jobs held by the halted limiter go back to the queue on shutdown.
     assert_eq!(validator.wait(Duration::from_secs(20)).await, Some(0));
     assert_eq!(invalid(&fake), 3, "nothing more after the budget");
+    bus.stop().await;
+}
+
+/// Publishes `n` verifications of fresh 400-day-old members; returns their
+/// ids and the expected user per id.
+async fn verifications(
+    bus: &Bus,
+    fake: &FakeDiscord,
+    n: usize,
+    name: &str,
+) -> (Vec<Uuid>, BTreeMap<String, u64>) {
+    let mut users = BTreeMap::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let user = FakeUser::aged_days(400, &format!("{name}-{i}"));
+        fake.add_member(&user);
+        let id = bus.request(&fake.code_for(&user)).await;
+        users.insert(id.to_string(), user.id);
+        ids.push(id);
+    }
+    (ids, users)
+}
+
+/// The value of the one series of `name` in a Prometheus exposition.
+fn metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {exposition}"))
+}
+
+/// The most requests of `route` that arrived within any `window` at or
+/// after `from`.
+fn most_of_route_in_any(fake: &FakeDiscord, route: &str, from: Instant, window: Duration) -> usize {
+    let times: Vec<Instant> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.route == route && r.at >= from)
+        .map(|r| r.at)
+        .collect();
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|at| at.duration_since(times[i]) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_captured_hidden_bucket_is_waited_out_then_learned_as_captured() {
+    let bus = Bus::start().await;
+    let fake = FakeDiscord::start().await;
+    let captured = HiddenBucket::as_captured();
+    fake.hidden_bucket(ME_ROUTE, captured.clone());
+    // One job at a time, so Discord sees exactly the capture's sequence.
+    let (mut validator, _) = fake
+        .start_validator(&bus.env, &[("PALM__AMQP__CONCURRENCY", "1")])
+        .await;
+    let (ids, users) = verifications(&bus, &fake, 13, "captured").await;
+    let by_id = bus.results_for(&ids, Duration::from_secs(60)).await;
+    assert_all_verified(&by_id, &users);
+
+    let me: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == ME_ROUTE)
+        .collect();
+    let statuses: Vec<u16> = me.iter().map(|r| r.status).collect();
+    let mut expected = vec![200, 200, 200, 429];
+    expected.resize(me.len(), 200);
+    assert_eq!(statuses, expected, "three 200s, one 429, then 200s only");
+    assert_eq!(
+        me[0].bucket.as_deref(),
+        Some(captured.visible.hash.as_str())
+    );
+    let limited = &me[3];
+    assert_eq!(limited.bucket.as_deref(), Some(captured.hash.as_str()));
+    assert_eq!(limited.retry_after, Some(Duration::from_millis(5_588)));
+    let waited = me[4].at - limited.at;
+    assert!(
+        waited >= Duration::from_millis(5_588),
+        "the next request came {waited:?} after the 429"
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    let busiest = most_of_route_in_any(&fake, ME_ROUTE, me[4].at, captured.window);
+    assert!(busiest <= 5, "{busiest} requests within one hidden window");
+    // 13 verifications: 3, the wait, then two windows of five: seconds, not
+    // the visible bucket's 28.5 hours.
+    let last = by_id.values().map(|r| r[0].at).max().unwrap();
+    eprintln!(
+        "captured hidden bucket: /users/@me statuses {statuses:?}; next request {waited:?} after the 429; all 13 decided {:?} after it",
+        last.duration_since(limited.at)
+    );
+
+    validator.sigterm();
+    assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));
+    assert!(bus.dead_letters().await.is_empty());
+    bus.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_hidden_bucket_concurrent_verifications_keep_flowing_at_its_rate() {
+    let bus = Bus::start().await;
+    let fake = FakeDiscord::start().await;
+    let captured = HiddenBucket::as_captured();
+    fake.hidden_bucket(ME_ROUTE, captured.clone());
+    // Default concurrency: 16 jobs at once. The first burst overruns the
+    // hidden limit (nothing tells it beforehand); after that, nothing may.
+    let (mut validator, admin) = fake.start_validator(&bus.env, &[]).await;
+    let (ids, users) = verifications(&bus, &fake, 28, "flowing").await;
+    let by_id = bus.results_for(&ids, Duration::from_secs(90)).await;
+    assert_all_verified(&by_id, &users);
+
+    let me: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == ME_ROUTE)
+        .collect();
+    let first = me
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("the hidden limit refused");
+    let retry_at = first.at + first.retry_after.unwrap();
+    let late_429s: Vec<_> = me
+        .iter()
+        .filter(|r| r.status == 429 && r.at >= first.at + Duration::from_secs(1))
+        .collect();
+    assert!(
+        late_429s.is_empty(),
+        "refused again after learning: {late_429s:?}"
+    );
+    // Requests in flight when the 429 came may still arrive; none is sent
+    // after it before its retry time.
+    assert_eq!(
+        fake.violations_allowing(Duration::from_secs(1)),
+        Vec::<String>::new()
+    );
+    let busiest = most_of_route_in_any(&fake, ME_ROUTE, retry_at, captured.window);
+    assert!(busiest <= 5, "{busiest} requests within one hidden window");
+    let burst_429s = me.iter().filter(|r| r.status == 429).count();
+    let after: Vec<Instant> = by_id
+        .values()
+        .map(|r| r[0].at)
+        .filter(|at| *at >= retry_at)
+        .collect();
+    // The first five go at the retry time; each later five one window on.
+    let first_after = *after.iter().min().unwrap();
+    let last = *after.iter().max().unwrap();
+    let rate = (after.len() - 5) as f64 / last.duration_since(first_after).as_secs_f64();
+    eprintln!(
+        "hidden bucket, 16 jobs at once: {} /users/@me requests, {burst_429s} 429(s), all in the first burst; after the retry time {} verifications, the last {:?} after it: {rate:.3} verifications/s (the hidden limit allows 5 per 5.588 s = 0.895/s)",
+        me.len(),
+        after.len(),
+        last.duration_since(retry_at)
+    );
+    assert!((0.6..=0.95).contains(&rate), "{rate}/s");
+    let (_, metrics) = get(&admin, "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "palm_discord_invalid_requests_window"),
+        burst_429s as f64
+    );
+
+    validator.sigterm();
+    assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));
+    assert!(bus.dead_letters().await.is_empty());
+    bus.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_429_shape_holds_back_its_scope_for_its_time_and_only_counted_ones_are_invalid() {
+    let bus = Bus::start().await;
+    let fake = FakeDiscord::start().await;
+    let (mut validator, admin) = fake
+        .start_validator(
+            &bus.env,
+            &[
+                ("PALM__DISCORD__GUILD_ID", GUILD_ID),
+                ("PALM__DISCORD__REQUIRE_GUILD_MEMBERSHIP", "true"),
+                ("PALM__DISCORD__GRANT_ROLE_ID", ROLE_ID),
+            ],
+        )
+        .await;
+    let secs = Duration::from_secs_f64;
+    let phases = [
+        (
+            "route",
+            TOKEN_ROUTE,
+            Shape::Route {
+                retry_after: secs(1.2),
+            },
+        ),
+        (
+            "shared",
+            MEMBER_ROUTE,
+            Shape::Shared {
+                retry_after: secs(1.5),
+            },
+        ),
+        (
+            "global",
+            ME_ROUTE,
+            Shape::Global {
+                retry_after: secs(1.0),
+            },
+        ),
+        (
+            "edge-body",
+            ME_ROUTE,
+            Shape::EdgeBody {
+                retry_after: secs(1.3),
+            },
+        ),
+        (
+            "edge-header",
+            TOKEN_ROUTE,
+            Shape::EdgeHeader {
+                retry_after: secs(1.0),
+            },
+        ),
+        ("edge-bare", ME_ROUTE, Shape::EdgeBare),
+    ];
+    for (name, route, shape) in phases {
+        let started = Instant::now();
+        fake.script(route, &[shape]);
+        let (ids, users) = verifications(&bus, &fake, 3, name).await;
+        let by_id = bus.results_for(&ids, Duration::from_secs(60)).await;
+        assert_all_verified(&by_id, &users);
+        let log = fake.requests();
+        let limited = log
+            .iter()
+            .find(|r| r.status == 429 && r.at >= started)
+            .unwrap_or_else(|| panic!("{name}: the scripted 429 was answered"));
+        // Without any retry time, the service's own wait (doubling from
+        // 1 s): nothing at all within it.
+        if shape == Shape::EdgeBare {
+            let early: Vec<_> = log
+                .iter()
+                .filter(|r| {
+                    r.at > limited.at + IN_FLIGHT && r.at < limited.at + Duration::from_secs(1)
+                })
+                .collect();
+            assert!(early.is_empty(), "{name}: sent within 1 s: {early:?}");
+            let retry = log
+                .iter()
+                .find(|r| r.at > limited.at && r.route == limited.route && r.key == limited.key)
+                .unwrap();
+            assert!(retry.at - limited.at >= Duration::from_secs(1), "{name}");
+        }
+        eprintln!(
+            "{name}: 429 on {route} ({:?}), the same request again after {:?}",
+            limited.scope,
+            log.iter()
+                .find(|r| r.at > limited.at && r.route == limited.route && r.key == limited.key)
+                .map(|r| r.at - limited.at)
+        );
+    }
+    assert_eq!(
+        fake.violations_allowing(Duration::from_millis(250)),
+        Vec::<String>::new()
+    );
+    // Every 429 but the shared one is an invalid request in Discord's count.
+    let (_, metrics) = get(&admin, "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "palm_discord_invalid_requests_window"),
+        5.0
+    );
+    assert_eq!(fake.granted_roles().len(), 18, "every member got the role");
+
+    validator.sigterm();
+    assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));
+    assert!(bus.dead_letters().await.is_empty());
     bus.stop().await;
 }
