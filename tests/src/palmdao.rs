@@ -211,6 +211,11 @@ impl Palmdao {
         (key, token)
     }
 
+    /// Every line the process printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.process.output()
+    }
+
     /// SIGTERM, a clean exit, and teardown.
     pub async fn stop(mut self) {
         self.process.sigterm();
