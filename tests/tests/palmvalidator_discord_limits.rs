@@ -433,7 +433,7 @@ async fn the_invalid_request_budget_stops_calls_and_reports_not_ready() {
         .wait_for_line("invalid-request budget exhausted", Duration::from_secs(10))
         .await;
     let (_, metrics) = get(&admin, "/metrics").await;
-    assert!(metrics.contains("palm_discord_halted 1"), "{metrics}");
+    assert_eq!(metric(&metrics, "palm_discord_halted"), 1.0);
     let invalid = |fake: &FakeDiscord| {
         fake.requests()
             .iter()
