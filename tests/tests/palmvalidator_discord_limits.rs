@@ -238,15 +238,20 @@ async fn a_burst_under_429s_keeps_every_retry_time_and_the_global_rate() {
         overdrawn.is_empty(),
         "route buckets overdrawn: {overdrawn:?}"
     );
-    let busiest = fake.most_in_any(Duration::from_secs(1));
+    // The fake stamps a request when its handler runs, in this process, on
+    // a machine that may be busy: a stamp can be late by tens of
+    // milliseconds. Counting over 0.9 s allows that and still catches a
+    // limiter over its rate (six evenly spaced in a second span 0.83 s).
+    let busiest = fake.most_in_any(Duration::from_millis(900));
     eprintln!(
-        "burst: {} requests, {} scripted 429s, at most {busiest} within one second",
+        "burst: {} requests, {} scripted 429s, at most {busiest} within 0.9 s ({} within 1 s)",
         requests.len(),
-        scripted.len()
+        scripted.len(),
+        fake.most_in_any(Duration::from_secs(1))
     );
     assert!(
         busiest <= RATE,
-        "{busiest} requests within one second, configured {RATE}"
+        "{busiest} requests within 0.9 s, configured {RATE}/s"
     );
 
     validator.sigterm();
