@@ -44,8 +44,10 @@ target_dir="$(cargo metadata --format-version 1 --no-deps --locked \
 context="$root/.tools/images/context"
 rm -rf "$context"
 mkdir -p "$context/target/release"
+# Debug info stripped (the release profile's line tables would more than
+# quadruple the image); the symbol table stays, so backtraces name functions.
 for service in "${services[@]}"; do
-  cp "$target_dir/release/$service" "$context/target/release/$service"
+  strip --strip-debug -o "$context/target/release/$service" "$target_dir/release/$service"
 done
 # The probe compose's healthchecks run (no shell in the image).
 gcc -O2 -s -static -Wall -Wextra -Werror -o "$context/target/release/palm-healthcheck" docker/healthcheck.c
