@@ -216,6 +216,11 @@ impl Palmdao {
         self.process.output()
     }
 
+    /// The process itself, to signal it or wait for it.
+    pub fn process_mut(&mut self) -> &mut ServiceProcess {
+        &mut self.process
+    }
+
     /// SIGTERM, a clean exit, and teardown.
     pub async fn stop(mut self) {
         self.process.sigterm();

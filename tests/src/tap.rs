@@ -69,6 +69,21 @@ impl EventTap {
             .collect()
     }
 
+    /// How many messages were recorded so far, of any type.
+    pub fn len(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Whether nothing was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The routing keys recorded so far, in arrival order.
+    pub fn routing_keys(&self) -> Vec<String> {
+        self.seen.lock().unwrap().iter().map(|(k, _)| k.clone()).collect()
+    }
+
     /// Stops recording and disconnects (the queue stays for the teardown).
     pub async fn stop(self) {
         self.stop.cancel();
