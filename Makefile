@@ -16,7 +16,7 @@ test-rust: ## the Rust tests only, starting RabbitMQ and the MongoDB stand-in if
 
 # Each delivery area adds its own check-<area> target here; every one installs
 # its pinned tools (scripts/tools/) before it runs.
-check: check-workflows check-images check-observability check-charts check-ops ## delivery checks: observability, images, charts, workflows, operations
+check: check-workflows check-images check-observability check-charts check-ops check-api ## delivery checks: observability, images, charts, workflows, operations
 
 bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao API and vote pipeline benchmarks
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput
@@ -62,3 +62,7 @@ check-ops: ## backups and restore (S3 side against moto, verification against th
 
 check-dlq: ## (also in test-rust) palmctl dlq against the real broker: reading leaves a DLQ unchanged (even under a delivery limit), a replayed message is processed once, dry run changes nothing, purge needs confirmation
 	@eval "$$(scripts/test-deps.sh)" && cargo build --locked -p palmctl && cargo nextest run --locked -p palm-amqp --test dlq && cargo nextest run --locked -p palm-tests --test palmctl_dlq
+
+.PHONY: check-api
+check-api: ## API fuzzing: schemathesis over palmdao's /openapi.json, every operation and check, without and with a session; zero failures
+	@cargo build --locked -p palmdao -p palmctl --bins && scripts/api-fuzz/run.sh

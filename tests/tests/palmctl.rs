@@ -247,7 +247,7 @@ async fn the_walkthrough_from_nothing_to_a_submitted_vote() {
         refused.stderr
     );
     assert!(
-        refused.stderr.contains(r#""code": "validation_failed""#),
+        refused.stderr.contains(r#""code": "choice_does_not_fit""#),
         "{}",
         refused.stderr
     );

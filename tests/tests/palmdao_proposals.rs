@@ -76,12 +76,13 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
         .send(Method::POST, &proposals, Some(voter_token), &proposal)
         .await;
     assert_eq!((status, code(&problem)), (403, "not_admin"));
-    for (field, value) in [
-        ("choices", json!(["only one"])),
-        ("voting_type", json!("plurality")),
+    for (field, value, expected) in [
+        ("choices", json!(["only one"]), "validation_failed"),
+        ("voting_type", json!("plurality"), "validation_failed"),
         (
             "end",
             json!((Utc::now() - chrono::Duration::hours(1)).to_rfc3339()),
+            "invalid_window",
         ),
     ] {
         let mut bad = proposal.clone();
@@ -91,7 +92,7 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
             .await;
         assert_eq!(
             (status, code(&problem)),
-            (422, "validation_failed"),
+            (422, expected),
             "{field}: {problem}"
         );
     }
@@ -124,7 +125,7 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
     let (status, problem) = palmdao
         .send(Method::POST, &votes, Some(voter_token), &ballot(json!(7)))
         .await;
-    assert_eq!((status, code(&problem)), (422, "validation_failed"));
+    assert_eq!((status, code(&problem)), (422, "choice_does_not_fit"));
     let (status, problem) = palmdao
         .send(Method::POST, &votes, None, &ballot(json!(1)))
         .await;

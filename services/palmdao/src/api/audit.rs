@@ -49,7 +49,7 @@ pub fn community_subject(community_id: &str) -> String {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Items per page, 1–100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
+    #[param(schema_with = pages::limit_schema)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::ApiJson;
+use super::limits;
 use super::openapi::{Always, BadBody};
 use super::palm_ids;
 use super::problem::Problem;
@@ -91,9 +92,19 @@ pub(crate) async fn consume_nonce(
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
     /// The EIP-4361 message exactly as signed.
+    #[schema(schema_with = siwe_message_schema)]
     pub message: String,
     /// `0x` hex EIP-191 signature over `message`.
+    #[schema(schema_with = signature_schema)]
     pub signature: String,
+}
+
+fn siwe_message_schema() -> utoipa::openapi::schema::Object {
+    limits::SIWE_MESSAGE.schema()
+}
+
+fn signature_schema() -> utoipa::openapi::schema::Object {
+    limits::SIGNATURE.schema()
 }
 
 /// `POST /v1/auth/siwe` response.
@@ -126,7 +137,9 @@ fn refused(error: &SiweError) -> Problem {
     responses(
         (status = 200, description = "Signed in; the PalmID is created on first sign-in", body = SignInResponse),
         (status = 401, description = "`siwe_*`: the message, nonce or signature is refused (each reason has its own code)", body = Problem, content_type = "application/problem+json"),
-        BadBody, Always
+        BadBody,
+        (status = 400, description = "`siwe_malformed`: the message breaks EIP-4361's grammar (which a schema cannot state whole: an EIP-55 checksummed address, RFC 3986 URIs, RFC 3339 times); `siwe_malformed_signature`: r and s are no secp256k1 signature; `malformed_json`, `unreadable_body`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        Always
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -134,6 +147,8 @@ pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SignInRequest>,
 ) -> Result<Json<SignInResponse>, Problem> {
+    limits::SIWE_MESSAGE.check("message", &request.message)?;
+    limits::SIGNATURE.check("signature", &request.signature)?;
     let now = Utc::now();
     let message = siwe::verify(&request.message, &request.signature, &state.inner.siwe, now)
         .map_err(|e| refused(&e))?;

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::audit::{community_subject, palm_subject};
 use super::extract::ApiJson;
+use super::limits;
 use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
@@ -64,15 +65,35 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
 #[serde(deny_unknown_fields)]
 pub struct CreateCommunity {
     /// Unique, URL-safe: 3–40 of `a-z`, `0-9`, `-`.
+    #[schema(schema_with = slug_schema)]
     pub slug: String,
     /// Display name, 1–100 characters.
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// Up to 2000 characters.
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     pub description: String,
     /// Default minimum level to vote (1 if omitted).
-    #[serde(default = "default_vote_level")]
+    #[serde(default = "default_vote_level", deserialize_with = "limits::integer")]
+    #[schema(schema_with = level_schema)]
     pub min_vote_level: u32,
+}
+
+fn slug_schema() -> utoipa::openapi::schema::Object {
+    limits::SLUG.schema()
+}
+
+fn name_schema() -> utoipa::openapi::schema::Object {
+    limits::COMMUNITY_NAME.schema()
+}
+
+fn description_schema() -> utoipa::openapi::schema::Object {
+    limits::DESCRIPTION.schema()
+}
+
+fn level_schema() -> utoipa::openapi::schema::Object {
+    limits::LEVEL.schema()
 }
 
 fn default_vote_level() -> u32 {
@@ -205,29 +226,10 @@ pub async fn create(
     session: Session,
     ApiJson(request): ApiJson<CreateCommunity>,
 ) -> Result<(StatusCode, HeaderMap, Json<CommunityView>), Problem> {
-    let slug_ok = (3..=40).contains(&request.slug.len())
-        && request
-            .slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !slug_ok {
-        return Err(Problem::validation(
-            "slug must be 3 to 40 of a-z, 0-9 and '-'",
-        ));
-    }
-    if request.name.trim().is_empty() || request.name.chars().count() > 100 {
-        return Err(Problem::validation("name must be 1 to 100 characters"));
-    }
-    if request.description.chars().count() > 2000 {
-        return Err(Problem::validation(
-            "description must be at most 2000 characters",
-        ));
-    }
-    if !(1..=10).contains(&request.min_vote_level) {
-        return Err(Problem::validation(
-            "min_vote_level must be between 1 and 10",
-        ));
-    }
+    limits::SLUG.check("slug", &request.slug)?;
+    limits::COMMUNITY_NAME.check("name", &request.name)?;
+    limits::DESCRIPTION.check("description", &request.description)?;
+    limits::LEVEL.check("min_vote_level", i64::from(request.min_vote_level))?;
     let level = level_of(&state, session.0).await?;
     let needed = state.create_community_level();
     if level < needed {

@@ -47,10 +47,12 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDiscussion {
-    /// 1–200 characters.
+    /// 1–200 characters, not all blank.
+    #[schema(schema_with = pages::title_schema)]
     pub title: String,
     /// Up to 20,000 characters.
     #[serde(default)]
+    #[schema(schema_with = pages::body_schema)]
     pub body: String,
 }
 

@@ -4,6 +4,7 @@
 //! - [`problem`]: RFC 9457 problem responses with stable codes.
 //! - [`extract`]: the body, query and path extractors whose rejections are problems.
 //! - [`idempotency`]: `Idempotency-Key` on mutating requests.
+//! - [`limits`]: each limit on what clients send, as schema and check at once.
 //! - [`session`]: signed, expiring bearer tokens and the [`session::Session`] extractor.
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
@@ -26,6 +27,7 @@ pub mod communities;
 pub mod discussions;
 pub mod extract;
 pub mod idempotency;
+pub mod limits;
 pub mod openapi;
 pub mod pages;
 pub mod palm_ids;

@@ -21,7 +21,7 @@ pub const DEFAULT_LIMIT: u32 = 20;
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// Items per page, 1–100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
+    #[param(schema_with = limit_schema)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -37,12 +37,16 @@ pub struct Paged<T> {
     pub next_cursor: Option<String>,
 }
 
+/// The schema of `?limit` ([`super::limits::PAGE_SIZE`]).
+pub fn limit_schema() -> utoipa::openapi::schema::Object {
+    super::limits::PAGE_SIZE.schema()
+}
+
 /// The validated page size.
 pub fn limit(requested: Option<u32>) -> Result<i64, Problem> {
-    match requested.unwrap_or(DEFAULT_LIMIT) {
-        limit @ 1..=MAX_LIMIT => Ok(i64::from(limit)),
-        _ => Err(Problem::validation("limit must be between 1 and 100")),
-    }
+    let limit = i64::from(requested.unwrap_or(DEFAULT_LIMIT));
+    super::limits::PAGE_SIZE.check("limit", limit)?;
+    Ok(limit)
 }
 
 impl<T> Paged<T> {
@@ -68,15 +72,20 @@ impl<T> Paged<T> {
 }
 
 /// The title and body rule of discussions and proposals: a title of 1–200
-/// characters (not blank), a body of at most 20,000.
+/// characters (not blank), a body of at most 20,000 ([`super::limits`]).
 pub fn check_title_and_body(title: &str, body: &str) -> Result<(), Problem> {
-    let title_len = title.trim().chars().count();
-    if !(1..=200).contains(&title_len) || body.chars().count() > 20_000 {
-        return Err(Problem::validation(
-            "title must be 1 to 200 characters and body at most 20000",
-        ));
-    }
-    Ok(())
+    super::limits::TITLE.check("title", title)?;
+    super::limits::BODY.check("body", body)
+}
+
+/// The schema of a title ([`super::limits::TITLE`]).
+pub fn title_schema() -> utoipa::openapi::schema::Object {
+    super::limits::TITLE.schema()
+}
+
+/// The schema of a body ([`super::limits::BODY`]).
+pub fn body_schema() -> utoipa::openapi::schema::Object {
+    super::limits::BODY.schema()
 }
 
 /// A page of `collection`'s documents matching `filter`, newest first by

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::ApiJson;
+use super::limits;
 use super::openapi::{Always, BadBody, Conflict, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
@@ -265,15 +266,18 @@ pub async fn me(State(state): State<AppState>, session: Session) -> Result<Json<
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
-    /// New handle: 3–32 of `a-z`, `0-9`, `-`, `_`.
+    /// New handle: 3–32 of `a-z`, `0-9`, `-`, `_`; absent or `null` keeps it.
+    #[schema(schema_with = handle_schema)]
     pub handle: Option<String>,
 }
 
-fn valid_handle(handle: &str) -> bool {
-    (3..=32).contains(&handle.len())
-        && handle
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+fn handle_schema() -> utoipa::openapi::schema::Object {
+    let mut schema = limits::HANDLE.schema();
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    schema
 }
 
 /// Edits the signed-in PalmID.
@@ -288,11 +292,7 @@ pub async fn update_me(
     ApiJson(update): ApiJson<UpdateMe>,
 ) -> Result<Json<MeView>, Problem> {
     if let Some(handle) = &update.handle {
-        if !valid_handle(handle) {
-            return Err(Problem::validation(
-                "handle must be 3 to 32 of a-z, 0-9, '-' and '_'",
-            ));
-        }
+        limits::HANDLE.check("handle", handle)?;
         let event = Envelope::new(
             SERVICE,
             PalmIdUpdated {
@@ -329,7 +329,7 @@ pub async fn update_me(
 /// Anyone's public view of a PalmID.
 #[utoipa::path(
     get, path = "/v1/palm-ids/{id}", operation_id = "getPalmId", tag = "palm-ids",
-    params(("id" = String, Path, description = "PalmID")),
+    params(("id" = String, Path, format = Uuid, description = "PalmID")),
     responses((status = 200, description = "What anyone may see of a PalmID", body = PublicView), NotFound, Always)
 )]
 #[tracing::instrument(skip_all, fields(%id))]

@@ -24,10 +24,12 @@ use palm_mongo::mongodb::{Database, IndexModel};
 use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use uuid::Uuid;
 
 use super::communities;
 use super::extract::ApiJson;
+use super::limits;
 use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Paged};
 use super::problem::Problem;
@@ -117,33 +119,93 @@ fn signed_digest(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProposal {
-    /// 1–200 characters.
+    /// 1–200 characters, not all blank.
+    #[schema(schema_with = pages::title_schema)]
     pub title: String,
     /// Up to 20,000 characters.
     #[serde(default)]
+    #[schema(schema_with = pages::body_schema)]
     pub body: String,
     /// 2 to 20 labels.
+    #[schema(schema_with = choices_schema)]
     pub choices: Vec<String>,
-    /// `single-choice`, `approval`, `weighted`.
+    /// How ballots are read: `single-choice`, `approval`, `weighted`.
+    #[schema(schema_with = voting_type_schema)]
     pub voting_type: String,
     /// Voting opens.
     pub start: DateTime<Utc>,
-    /// Voting closes; after `start` and in the future.
+    /// Voting closes; after `start` and in the future (`invalid_window`).
     pub end: DateTime<Utc>,
     /// Voting power needed for the result to count (0: none).
     #[serde(default)]
+    #[schema(schema_with = limits::quorum_schema)]
     pub quorum: f64,
     /// Minimum voter level; the community default if omitted.
+    #[serde(default, deserialize_with = "limits::optional_integer")]
+    #[schema(schema_with = min_level_schema)]
     pub min_level: Option<u32>,
     /// `one-person-one-vote` (default) or `level-weighted`.
     #[serde(default = "default_strategy")]
+    #[schema(schema_with = strategy_schema)]
     pub strategy: String,
-    /// The discussion it came from.
+    /// The discussion of this community it came from
+    /// (`discussion_not_in_community` otherwise).
+    #[schema(schema_with = discussion_id_schema)]
     pub discussion_id: Option<String>,
 }
 
 fn default_strategy() -> String {
     "one-person-one-vote".to_owned()
+}
+
+fn choices_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(limits::CHOICE_LABEL.schema())
+        .min_items(Some(2))
+        .max_items(Some(limits::MAX_CHOICES))
+        .description(Some(
+            "2 to 20 labels; choice numbers count from 1 in this order",
+        ))
+        .build()
+}
+
+fn nullable(
+    mut schema: utoipa::openapi::schema::Object,
+    of: Type,
+) -> utoipa::openapi::schema::Object {
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([of, Type::Null]);
+    schema
+}
+
+fn min_level_schema() -> utoipa::openapi::schema::Object {
+    nullable(limits::LEVEL.schema(), Type::Integer)
+}
+
+fn discussion_id_schema() -> utoipa::openapi::schema::Object {
+    nullable(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .build(),
+        Type::String,
+    )
+}
+
+/// The voting types the validator counts, from its own registry.
+fn voting_type_schema() -> utoipa::openapi::schema::Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(voting::VOTING_TYPES.iter().map(|t| t.name())))
+        .build()
+}
+
+/// The strategies the validator applies, from its own registry.
+fn strategy_schema() -> utoipa::openapi::schema::Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(voting::STRATEGIES.iter().map(|s| s.name())))
+        .default(Some(serde_json::json!("one-person-one-vote")))
+        .build()
 }
 
 /// A proposal.
@@ -233,7 +295,9 @@ fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
     responses(
         (status = 201, description = "Created", body = ProposalView,
             headers(("Location" = String, description = "The proposal's URL"))),
-        NeedsSession, BadBody, Forbidden, NotFound, Always
+        NeedsSession, BadBody, Forbidden, NotFound,
+        (status = 422, description = "`invalid_body`, `validation_failed`: a value breaks the schema; `invalid_window`: `end` is not after `start` or not in the future; `discussion_not_in_community`: `discussion_id` names no discussion of this community", body = Problem, content_type = "application/problem+json"),
+        Always
     )
 )]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %slug))]
@@ -246,15 +310,11 @@ pub async fn create(
     let community = communities::find(&state, &slug).await?;
     communities::require_admin(&community, session.0)?;
     pages::check_title_and_body(&request.title, &request.body)?;
-    if !(2..=20).contains(&request.choices.len())
-        || request
-            .choices
-            .iter()
-            .any(|c| c.trim().is_empty() || c.chars().count() > 100)
-    {
-        return Err(Problem::validation(
-            "choices must be 2 to 20 labels of 1 to 100 characters",
-        ));
+    if !(2..=limits::MAX_CHOICES).contains(&request.choices.len()) {
+        return Err(Problem::validation("choices: 2 to 20 labels"));
+    }
+    for label in &request.choices {
+        limits::CHOICE_LABEL.check("choices", label)?;
     }
     // The validator decides with the same registries, so what is accepted
     // here is what it can count.
@@ -270,14 +330,18 @@ pub async fn create(
             "strategy must be one of {known:?}"
         )));
     }
+    limits::check_quorum(request.quorum)?;
+    if let Some(level) = request.min_level {
+        limits::LEVEL.check("min_level", i64::from(level))?;
+    }
     let now = Utc::now();
     if request.end <= request.start || request.end <= now {
-        return Err(Problem::validation(
-            "end must be after start and in the future",
-        ));
-    }
-    if !(request.quorum.is_finite() && request.quorum >= 0.0) {
-        return Err(Problem::validation("quorum must be a non-negative number"));
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_window",
+            "The voting window is invalid",
+        )
+        .with_detail("end must be after start and in the future"));
     }
     let default_level = community
         .get_document("settings")
@@ -298,9 +362,12 @@ pub async fn create(
             Err(problem) => return Err(problem),
         };
         if !from_here {
-            return Err(Problem::validation(
-                "discussion_id must name a discussion of this community",
-            ));
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "discussion_not_in_community",
+                "No such discussion in this community",
+            )
+            .with_detail("discussion_id must name a discussion of this community"));
         }
     }
     let id = Uuid::now_v7();
@@ -356,13 +423,23 @@ pub async fn create(
 #[into_params(parameter_in = Query)]
 pub struct ProposalQuery {
     /// `pending`, `active` or `closed`.
-    #[param(pattern = "^(pending|active|closed)$")]
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
-    /// Page size, 1–100.
-    #[param(minimum = 1, maximum = 100)]
+    /// Page size, 1–100 (default 20).
+    #[param(schema_with = pages::limit_schema)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// The statuses a proposal goes through.
+const STATUSES: [&str; 3] = ["pending", "active", "closed"];
+
+fn status_schema() -> utoipa::openapi::schema::Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(STATUSES))
+        .build()
 }
 
 /// Lists a community's proposals, newest first, optionally by status.
@@ -381,7 +458,7 @@ pub async fn list(
     let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
     match query.status.as_deref() {
         None => {}
-        Some(status @ ("pending" | "active" | "closed")) => {
+        Some(status) if STATUSES.contains(&status) => {
             filter.insert("status", status);
         }
         Some(_) => {
@@ -430,14 +507,32 @@ pub async fn get_one(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CastVote {
-    /// The choice; its shape depends on the voting type.
+    /// The choice; its shape is the proposal's voting type's
+    /// (`choice_does_not_fit` otherwise).
+    #[schema(schema_with = limits::choice_schema)]
     pub choice: Value,
     /// Unix seconds when the voter signed.
+    #[serde(deserialize_with = "limits::integer")]
+    #[schema(schema_with = timestamp_schema)]
     pub timestamp: i64,
-    /// The signing wallet.
+    /// The signing wallet (any letter case: the signature binds it).
+    #[schema(schema_with = address_schema)]
     pub address: String,
     /// `0x` hex EIP-712 signature.
+    #[schema(schema_with = signature_schema)]
     pub signature: String,
+}
+
+fn timestamp_schema() -> utoipa::openapi::schema::Object {
+    limits::TIMESTAMP.schema()
+}
+
+fn address_schema() -> utoipa::openapi::schema::Object {
+    limits::ADDRESS.schema()
+}
+
+fn signature_schema() -> utoipa::openapi::schema::Object {
+    limits::SIGNATURE.schema()
 }
 
 /// `202` body and `GET /v1/votes/{id}` body.
@@ -471,7 +566,9 @@ fn choice_fits(voting_type: &str, choice: &Value, count: usize) -> bool {
             headers(("Location" = String, description = "The vote's URL"))),
         (status = 200, description = "This signed vote was already taken: the first vote, as it is now", body = VoteView,
             headers(("Location" = String, description = "The vote's URL"))),
-        NeedsSession, BadBody, NotFound, Conflict, Always
+        NeedsSession, BadBody, NotFound, Conflict,
+        (status = 422, description = "`invalid_body`, `validation_failed`: a value breaks the schema; `choice_does_not_fit`: the choice is not one of this proposal's voting type over its choices", body = Problem, content_type = "application/problem+json"),
+        Always
     )
 )]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0, %id))]
@@ -479,8 +576,17 @@ pub async fn cast(
     State(state): State<AppState>,
     session: Session,
     ApiPath(id): ApiPath<String>,
-    ApiJson(vote): ApiJson<CastVote>,
+    ApiJson(mut vote): ApiJson<CastVote>,
 ) -> Result<(StatusCode, HeaderMap, Json<VoteView>), Problem> {
+    vote.choice = limits::whole_numbers_as_integers(vote.choice);
+    if !limits::choice_has_a_shape(&vote.choice) {
+        return Err(Problem::validation(
+            "choice: a choice number, distinct choice numbers, or weights by choice number",
+        ));
+    }
+    limits::TIMESTAMP.check("timestamp", vote.timestamp)?;
+    limits::ADDRESS.check("address", &vote.address)?;
+    limits::SIGNATURE.check("signature", &vote.signature)?;
     let database = state.database();
     let proposal = load(database, &id).await?;
     let rules_view = view(&proposal, Utc::now());
@@ -489,14 +595,22 @@ pub async fn cast(
         &vote.choice,
         rules_view.choices.len(),
     ) {
-        return Err(Problem::validation(format!(
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "choice_does_not_fit",
+            "The choice does not fit this proposal",
+        )
+        .with_detail(format!(
             "choice does not fit a {} vote over {} choices",
             rules_view.voting_type,
             rules_view.choices.len()
         )));
     }
+    // Any letter case: EIP-712 signs the address's 20 bytes, so the
+    // signature binds it whatever its EIP-55 checksum says.
     let address: palm_core::eth::Address = vote
         .address
+        .to_ascii_lowercase()
         .parse()
         .map_err(|_| Problem::validation("address must be an Ethereum address"))?;
     let _: palm_core::eth::Signature = vote

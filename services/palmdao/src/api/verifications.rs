@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::ApiJson;
+use super::limits;
 use super::openapi::{Always, BadBody, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
@@ -27,8 +28,10 @@ use crate::SERVICE;
 /// Verification documents.
 pub const VERIFICATIONS: &str = "verifications";
 
-/// `POST /v1/me/verifications` body, by kind.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// `POST /v1/me/verifications` body, by kind. Its schema is written out
+/// below ([`utoipa::PartialSchema`]): utoipa's derive leaves a tagged
+/// variant open to properties the server refuses.
+#[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VerificationRequest {
     /// Link another wallet: a SIWE message and its signature.
@@ -45,6 +48,47 @@ pub enum VerificationRequest {
         /// The redirect URI the code was issued for.
         redirect_uri: String,
     },
+}
+
+impl utoipa::ToSchema for VerificationRequest {}
+
+impl utoipa::PartialSchema for VerificationRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let variant = |kind: &str, description: &str, fields: [(&str, limits::Text); 2]| {
+            let mut object = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(description))
+                .property(
+                    "kind",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([kind])),
+                )
+                .required("kind")
+                .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::<
+                    utoipa::openapi::schema::Schema,
+                >::FreeForm(false)));
+            for (name, rule) in fields {
+                object = object.property(name, rule.schema()).required(name);
+            }
+            object.build()
+        };
+        let one_of = OneOfBuilder::new()
+            .item(variant(
+                "wallet",
+                "Link another wallet: a SIWE message (with a fresh nonce) and its EIP-191 signature",
+                [("message", limits::SIWE_MESSAGE), ("signature", limits::SIGNATURE)],
+            ))
+            .item(variant(
+                "discord",
+                "Link a Discord account: an OAuth2 authorization code and the redirect URI it was issued for",
+                [("code", limits::OAUTH_CODE), ("redirect_uri", limits::REDIRECT_URI)],
+            ))
+            .description(Some("`POST /v1/me/verifications` body, by `kind`."))
+            .build();
+        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::OneOf(one_of))
+    }
 }
 
 /// `202` body and `GET` body.
@@ -75,7 +119,10 @@ pub struct VerificationView {
     responses(
         (status = 202, description = "Accepted for verification; poll the `Location`", body = VerificationView,
             headers(("Location" = String, description = "The verification's URL"))),
-        NeedsSession, BadBody, Always
+        NeedsSession, BadBody,
+        (status = 400, description = "`siwe_malformed`: a wallet link's message breaks EIP-4361's grammar (which a schema cannot state whole); `malformed_json`, `unreadable_body`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`: no valid session; `siwe_nonce_invalid`: a wallet link's nonce is unknown, expired or used", body = Problem, content_type = "application/problem+json"),
+        Always
     )
 )]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0))]
@@ -88,14 +135,8 @@ pub async fn request(
     let now = Utc::now();
     let (kind, record) = match &request {
         VerificationRequest::Wallet { message, signature } => {
-            if message.is_empty() || message.len() > 4096 {
-                return Err(Problem::validation("message must be 1 to 4096 characters"));
-            }
-            if !(signature.starts_with("0x") && signature.len() == 132) {
-                return Err(Problem::validation(
-                    "signature must be 0x followed by 130 hex digits",
-                ));
-            }
+            limits::SIWE_MESSAGE.check("message", message)?;
+            limits::SIGNATURE.check("signature", signature)?;
             // The proof's nonce is used up here, where the nonces live: a
             // signed link message cannot be replayed (to this PalmID or to
             // another). The validator checks everything else.
@@ -122,12 +163,8 @@ pub async fn request(
             )
         }
         VerificationRequest::Discord { code, redirect_uri } => {
-            if code.is_empty() || code.len() > 512 {
-                return Err(Problem::validation("code must be 1 to 512 characters"));
-            }
-            if !(redirect_uri.starts_with("https://") || redirect_uri.starts_with("http://")) {
-                return Err(Problem::validation("redirect_uri must be an http(s) URI"));
-            }
+            limits::OAUTH_CODE.check("code", code)?;
+            limits::REDIRECT_URI.check("redirect_uri", redirect_uri)?;
             let event = Envelope::new(
                 SERVICE,
                 DiscordVerificationRequested {
