@@ -55,6 +55,7 @@ async fn publisher_and_consumer_recover_from_a_broker_restart_without_losing_con
 
     let readiness = Readiness::default();
     readiness.register("amqp", broker.readiness_check());
+    readiness.seal();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = listener.local_addr().unwrap().to_string();
     let stop_admin = CancellationToken::new();
