@@ -81,7 +81,12 @@ impl EventTap {
 
     /// The routing keys recorded so far, in arrival order.
     pub fn routing_keys(&self) -> Vec<String> {
-        self.seen.lock().unwrap().iter().map(|(k, _)| k.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Stops recording and disconnects (the queue stays for the teardown).
