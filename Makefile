@@ -1,5 +1,5 @@
 # One entry point for people and CI alike. `make help` lists the targets.
-.PHONY: help run test test-rust check bench bench-api bench-votes lint fmt deny check-workflows release-rehearsal images check-images check-observability check-charts check-ops check-dlq
+.PHONY: help run test test-rust check bench bench-api bench-votes bench-platform lint fmt deny check-workflows release-rehearsal images check-images check-observability check-charts check-ops check-dlq
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -22,6 +22,7 @@ bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao A
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput
 	@$(MAKE) --no-print-directory bench-api
 	@$(MAKE) --no-print-directory bench-votes
+	@$(MAKE) --no-print-directory bench-platform
 
 bench-api: ## print palmdao API requests/s, p50/p99 latency and MongoDB round trips per request
 	@eval "$$(scripts/test-deps.sh)" && cargo build --release --locked -p palmdao --bin palmdao && cargo bench --locked -p palm-tests --bench palmdao_api
@@ -38,6 +39,9 @@ deny: ## licenses, advisories and banned crates (needs cargo-deny)
 
 bench-votes: ## print end-to-end votes/s (submit → counted) with 1 and 2 validators, and submit-to-decided p50/p99 at half that rate
 	@eval "$$(scripts/test-deps.sh)" && cargo build --release --locked -p palmdao -p palmvalidator --bins && cargo bench --locked -p palm-tests --bench vote_pipeline
+
+bench-platform: ## print one platform snapshot refresh's time and MongoDB commands at three data sizes, and an idle standby's commands/s
+	@eval "$$(scripts/test-deps.sh)" && cargo build --release --locked -p palmplatformmetrics --bin palmplatformmetrics && cargo bench --locked -p palm-tests --bench platform_refresh
 
 check-workflows: ## actionlint + shellcheck on every workflow, SHA pins, the values bump/tag tests
 	@scripts/release/check-workflows.sh

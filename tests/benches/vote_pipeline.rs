@@ -126,7 +126,7 @@ async fn applied(admin: &str) -> f64 {
     let (_, metrics) = palm_tests::get(admin, "/metrics").await;
     metrics
         .lines()
-        .filter(|l| l.starts_with("palm_votes_applied_total") && l.contains("status=\"valid\""))
+        .filter(|l| l.starts_with("palm_votes_applied_total") && l.contains("outcome=\"valid\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
