@@ -22,7 +22,10 @@ together (a Service must not select another release's pods).
   pause, and terminationGracePeriodSeconds above pause + shutdown.grace_ms;
 - palmdao trusts X-Forwarded-For exactly when its ALB Ingress exists;
 - palmvalidator's ScaledObject has a CPU and a RabbitMQ trigger on its jobs
-  queue, authenticated from the ExternalSecret's Secret.
+  queue, authenticated from the ExternalSecret's Secret;
+- per environment, the NetworkPolicies let Uptime Kuma reach every target of
+  ops/uptime-kuma/monitors.yaml (the public API through the ALB's ipBlock)
+  and Prometheus every ServiceMonitor endpoint (reachability.py).
 
     invariants.py FILE...        check; exit 1 listing every violation
     invariants.py --self-test FILE   break a good release in each way and
@@ -36,6 +39,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
+
+import reachability
 
 SECRET_SETTINGS = {"PALM__AMQP__URL", "PALM__MONGO__URL", "PALM__AUTH__SESSION_KEY",
                    "PALM__DISCORD__CLIENT_SECRET", "PALM__DISCORD__BOT_TOKEN"}
@@ -233,7 +238,54 @@ def run(paths: list[Path]) -> list[str]:
         by_scenario[scenario][chart] = docs
     for scenario, releases in by_scenario.items():
         errors += check_environment(releases, scenario)
+        errors += reachability.check(scenario, releases)
     return errors
+
+
+def self_test_reachability(paths: list[Path]) -> int:
+    """Each way of shutting a monitor or a scrape out must be reported."""
+    good = {scenario_of(p)[0]: load(p) for p in paths}
+    scenario = scenario_of(paths[0])[1]
+    errors = reachability.check(scenario, good, complete=False)
+    assert not errors, f"the reachability self-test needs reachable releases: {errors}"
+
+    def policy(docs):
+        return next(d for d in docs if d["kind"] == "NetworkPolicy")
+
+    def admin_rule(docs):
+        return next(r for r in policy(docs)["spec"]["ingress"] if r["ports"][0]["port"] == 9090 and
+                    any("podSelector" in peer for peer in r["from"]))
+
+    chart = "palmdao" if "palmdao" in good else next(iter(good))
+    breaks = {
+        "Uptime Kuma's peer dropped": ("Uptime Kuma may not reach", lambda d: admin_rule(d).update(
+            {"from": [p for p in admin_rule(d)["from"]
+                      if p["podSelector"]["matchLabels"].get("app.kubernetes.io/name") != "uptime-kuma"]})),
+        "Uptime Kuma's namespace misspelt": ("Uptime Kuma may not reach", lambda d: next(
+            p for p in admin_rule(d)["from"] if p["podSelector"]["matchLabels"].get("app.kubernetes.io/name") ==
+            "uptime-kuma")["namespaceSelector"]["matchLabels"].update({"kubernetes.io/metadata.name": "uptimekuma"})),
+        "Prometheus's pod labels wrong": ("Prometheus may not reach", lambda d: next(
+            p for p in admin_rule(d)["from"] if p["podSelector"]["matchLabels"].get("app.kubernetes.io/name") ==
+            "prometheus")["podSelector"]["matchLabels"].update({"app.kubernetes.io/name": "prometheus-server"})),
+        "admin port closed": ("may not reach", lambda d: admin_rule(d)["ports"][0].update(port=9091)),
+        "the admin Service port gone": ("has no port 9090", lambda d: next(
+            x for x in d if x["kind"] == "Service")["spec"].update(
+            ports=[p for p in next(x for x in d if x["kind"] == "Service")["spec"]["ports"] if p["name"] != "admin"])),
+    }
+    if any(d["kind"] == "Ingress" for d in good[chart]):
+        breaks["the ALB's ipBlock dropped"] = ("the ALB (an ipBlock peer) may not reach", lambda d: [
+            r.update({"from": [p for p in r["from"] if "ipBlock" not in p]})
+            for r in policy(d)["spec"]["ingress"]])
+    missed = []
+    for name, (message, apply) in breaks.items():
+        releases = copy.deepcopy(good)
+        apply(releases[chart])
+        if not any(message in e for e in reachability.check(scenario, releases, complete=False)):
+            missed.append(name)
+            print(f"invariants: reachability self-test: '{name}' went unnoticed (expected '{message}')", file=sys.stderr)
+    print(f"invariants: reachability self-test on {chart} ({scenario}): {len(breaks) - len(missed)} of "
+          f"{len(breaks)} breaks caught", file=sys.stderr)
+    return 1 if missed else 0
 
 
 def self_test(path: Path) -> int:
@@ -292,7 +344,7 @@ def self_test(path: Path) -> int:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--self-test"]:
-        return max(self_test(Path(p)) for p in argv[1:])
+        return max([self_test(Path(p)) for p in argv[1:]] + [self_test_reachability([Path(p) for p in argv[1:]])])
     paths = [Path(p) for p in argv]
     errors = run(paths)
     for error in errors:

@@ -134,7 +134,7 @@ def external_secret(keys: dict[str, bool]) -> dict:
 
 
 def network(peers: dict) -> dict:
-    return obj({"enabled": BOOL, "dns": PEER, "prometheus": PEER, "otlp": OTLP_PEER, **peers})
+    return obj({"enabled": BOOL, "dns": PEER, "prometheus": PEER, "uptimeKuma": PEER, "otlp": OTLP_PEER, **peers})
 
 
 def strategy() -> dict:
