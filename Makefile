@@ -16,7 +16,7 @@ test-rust: ## the Rust tests only, starting RabbitMQ and the MongoDB stand-in if
 
 # Each delivery area adds its own check-<area> target here; every one installs
 # its pinned tools (scripts/tools/) before it runs.
-check: check-workflows check-images check-observability check-charts check-ops check-api ## delivery checks: observability, images, charts, workflows, operations
+check: check-workflows check-images check-observability check-charts check-ops check-api check-docs-page ## delivery checks: observability, images, charts, workflows, operations
 
 bench: ## print AMQP throughput (raw lapin versus palm-amqp), then the palmdao API and vote pipeline benchmarks
 	@eval "$$(scripts/test-deps.sh)" && cargo bench --locked -p palm-amqp --bench amqp_throughput
@@ -70,3 +70,7 @@ check-dlq: ## (also in test-rust) palmctl dlq against the real broker: reading l
 .PHONY: check-api
 check-api: ## API fuzzing: schemathesis over palmdao's /openapi.json, every operation and check, without and with a session; zero failures
 	@cargo build --locked -p palmdao -p palmctl --bins && scripts/api-fuzz/run.sh
+
+.PHONY: check-docs-page
+check-docs-page: ## palmdao's /docs offline: vendored Swagger UI matches its pins; headless Chromium (network refused) lists every operation and schema, no CSP violation or console error
+	@cargo build --locked -p palmdao --bin palmdao && scripts/docs-page/check.sh

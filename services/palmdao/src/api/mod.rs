@@ -162,6 +162,7 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
         get(move || openapi::document(document.clone())),
     )
     .route("/docs", get(openapi::swagger_ui))
+    .route(openapi::DOCS_ASSETS_ROUTE, get(openapi::swagger_asset))
     .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no_route", "No such route") })
     .method_not_allowed_fallback(|| async {
         Problem::new(
@@ -398,6 +399,7 @@ mod tests {
         for meta in [
             "/openapi.json",
             "/docs",
+            openapi::DOCS_ASSETS_ROUTE,
             "/",
             "/{*__private__axum_fallback}",
         ] {

@@ -199,25 +199,336 @@ pub async fn document(openapi: utoipa::openapi::OpenApi) -> Response {
     }
 }
 
-/// `GET /docs`: Swagger UI over `/openapi.json`. The UI's assets come from a
-/// CDN at the reader's browser, so the service ships no front-end files.
-pub async fn swagger_ui() -> Html<&'static str> {
-    Html(SWAGGER_UI)
+// ---- Swagger UI at /docs (ADR 0026) ------------------------------------------
+
+/// `GET /docs`: Swagger UI over `/openapi.json`, from a pinned copy of
+/// swagger-ui-dist vendored into `services/palmdao/assets/swagger-ui/` (by
+/// `scripts/vendor-swagger-ui.sh`) and embedded in the binary, so the page
+/// works with no network beyond this server. The page has no inline script
+/// or style and is served under [`DOCS_CSP`].
+pub async fn swagger_ui() -> Response {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, DOCS_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            // The page names its assets by content hash: it is revalidated
+            // on every load, so a new release's assets are picked up at once.
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Html(docs_assets().page.clone()),
+    )
+        .into_response()
 }
 
-const SWAGGER_UI: &str = r##"<!doctype html>
+/// The route of [`swagger_asset`].
+pub const DOCS_ASSETS_ROUTE: &str = "/docs/assets/{file}";
+
+/// `/docs`'s Content-Security-Policy: everything from this origin only, no
+/// inline script, no inline `<style>` (Swagger UI sets element styles
+/// through the CSSOM, which `style-src` does not govern), `data:` images
+/// for the icons swagger-ui.css inlines, no framing, no plugins.
+pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; \
+base-uri 'none'; frame-ancestors 'none'";
+
+/// `GET /docs/assets/{file}`: one of the page's files. Their names carry a
+/// hash of their content, so they are cached for a year as immutable;
+/// Swagger UI's files are sent gzip-encoded to clients that accept it.
+pub async fn swagger_asset(
+    super::extract::ApiPath(file): super::extract::ApiPath<String>,
+    request_headers: axum::http::HeaderMap,
+) -> Response {
+    let Some(asset) = docs_assets()
+        .files
+        .iter()
+        .find_map(|(name, asset)| (*name == file).then_some(*asset))
+    else {
+        return Problem::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "no_route",
+            "No such documentation asset",
+        )
+        .into_response();
+    };
+    let headers = [
+        (header::CONTENT_TYPE, asset.content_type),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+    ];
+    match asset.body {
+        Body::Plain(bytes) => (headers, bytes).into_response(),
+        Body::Gzip(gzip) if accepts_gzip(&request_headers) => (
+            headers,
+            [
+                (header::CONTENT_ENCODING, "gzip"),
+                (header::VARY, "accept-encoding"),
+            ],
+            gzip,
+        )
+            .into_response(),
+        Body::Gzip(gzip) => match asset.plain.get_or_init(|| gunzip(gzip)) {
+            Some(plain) => (
+                headers,
+                [(header::VARY, "accept-encoding")],
+                plain.as_slice(),
+            )
+                .into_response(),
+            None => Problem::internal(&anyhow::anyhow!("embedded asset {file} is not gzip"))
+                .into_response(),
+        },
+    }
+}
+
+/// A file of the documentation page, embedded at build time.
+#[derive(Debug)]
+struct Asset {
+    /// Its name before the content hash, and its extension.
+    stem: &'static str,
+    extension: &'static str,
+    content_type: &'static str,
+    body: Body,
+    /// A [`Body::Gzip`] decompressed, once, for clients without gzip.
+    plain: std::sync::OnceLock<Option<Vec<u8>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Body {
+    Plain(&'static [u8]),
+    /// `gzip -9n` output (no name, no time: the header is 10 bytes).
+    Gzip(&'static [u8]),
+}
+
+impl Asset {
+    const fn new(
+        stem: &'static str,
+        extension: &'static str,
+        content_type: &'static str,
+        body: Body,
+    ) -> Self {
+        Self {
+            stem,
+            extension,
+            content_type,
+            body,
+            plain: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+static BUNDLE: Asset = Asset::new(
+    "swagger-ui-bundle",
+    "js",
+    "text/javascript; charset=utf-8",
+    Body::Gzip(include_bytes!(
+        "../../assets/swagger-ui/swagger-ui-bundle.js.gz"
+    )),
+);
+static STYLESHEET: Asset = Asset::new(
+    "swagger-ui",
+    "css",
+    "text/css; charset=utf-8",
+    Body::Gzip(include_bytes!("../../assets/swagger-ui/swagger-ui.css.gz")),
+);
+static INITIALIZER: Asset = Asset::new(
+    "palm-docs",
+    "js",
+    "text/javascript; charset=utf-8",
+    Body::Plain(include_bytes!("../../assets/palm-docs.js")),
+);
+static FAVICON: Asset = Asset::new(
+    "favicon",
+    "png",
+    "image/png",
+    Body::Plain(include_bytes!("../../assets/swagger-ui/favicon-32x32.png")),
+);
+
+/// The page and its files under their content-addressed names.
+#[derive(Debug)]
+struct DocsAssets {
+    page: String,
+    files: Vec<(String, &'static Asset)>,
+}
+
+fn docs_assets() -> &'static DocsAssets {
+    static ASSETS: std::sync::LazyLock<DocsAssets> = std::sync::LazyLock::new(|| {
+        let name = |asset: &Asset| {
+            let bytes = match asset.body {
+                Body::Plain(bytes) | Body::Gzip(bytes) => bytes,
+            };
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+            format!("{}.{}.{}", asset.stem, &digest[..16], asset.extension)
+        };
+        let [favicon, stylesheet, bundle, initializer] =
+            [&FAVICON, &STYLESHEET, &BUNDLE, &INITIALIZER].map(name);
+        let page = format!(
+            r#"<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>Palm API</title>
-  <link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css">
+  <link rel="icon" type="image/png" href="/docs/assets/{favicon}">
+  <link rel="stylesheet" href="/docs/assets/{stylesheet}">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
-  <script>
-    window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });
-  </script>
+  <script src="/docs/assets/{bundle}"></script>
+  <script src="/docs/assets/{initializer}"></script>
 </body>
 </html>
-"##;
+"#
+        );
+        DocsAssets {
+            page,
+            files: vec![
+                (favicon, &FAVICON),
+                (stylesheet, &STYLESHEET),
+                (bundle, &BUNDLE),
+                (initializer, &INITIALIZER),
+            ],
+        }
+    });
+    &ASSETS
+}
+
+/// Whether `Accept-Encoding` lists gzip (or `*`) with a non-zero weight.
+/// Without the header the file is sent as it is: a plain `curl` gets the
+/// file, not its gzip.
+fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let weight_zero = parts.any(|param| {
+                param
+                    .trim()
+                    .strip_prefix("q=")
+                    .or_else(|| param.trim().strip_prefix("Q="))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip")
+                || name.eq_ignore_ascii_case("x-gzip")
+                || name == "*")
+                && !weight_zero
+        })
+}
+
+/// The content of a `gzip -n` member: a 10-byte header with no optional
+/// fields, raw deflate, then CRC-32 and the length (checked).
+fn gunzip(gzip: &[u8]) -> Option<Vec<u8>> {
+    let header_ok = gzip.len() > 18 && gzip[..4] == [0x1f, 0x8b, 8, 0];
+    if !header_ok {
+        return None;
+    }
+    let (deflate, trailer) = gzip[10..].split_at(gzip.len() - 18);
+    let plain = miniz_oxide::inflate::decompress_to_vec(deflate).ok()?;
+    let length = u32::from_le_bytes(trailer[4..8].try_into().ok()?);
+    (plain.len() as u64 % (1 << 32) == u64::from(length)).then_some(plain)
+}
+
+#[cfg(test)]
+mod docs_page_tests {
+    use super::*;
+
+    /// The sha256 VERSION records for `file` (scripts/vendor-swagger-ui.sh).
+    fn vendored_sha256(file: &str) -> String {
+        include_str!("../../assets/swagger-ui/VERSION")
+            .lines()
+            .filter_map(|line| line.strip_prefix("sha256: "))
+            .find_map(|line| {
+                let (digest, name) = line.split_once("  ")?;
+                (name == file).then(|| digest.to_owned())
+            })
+            .unwrap_or_else(|| panic!("{file} not in VERSION"))
+    }
+
+    fn sha256(bytes: &[u8]) -> String {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    }
+
+    #[test]
+    fn the_embedded_files_are_the_vendored_swagger_ui() {
+        for (asset, file) in [
+            (&BUNDLE, "swagger-ui-bundle.js"),
+            (&STYLESHEET, "swagger-ui.css"),
+        ] {
+            let Body::Gzip(gzip) = asset.body else {
+                panic!("{file} is embedded compressed");
+            };
+            let plain = gunzip(gzip).unwrap_or_else(|| panic!("{file}.gz inflates"));
+            assert_eq!(sha256(&plain), vendored_sha256(file), "{file}");
+        }
+        let Body::Plain(favicon) = FAVICON.body else {
+            panic!("the favicon is embedded as it is");
+        };
+        assert_eq!(sha256(favicon), vendored_sha256("favicon-32x32.png"));
+    }
+
+    #[test]
+    fn the_page_has_no_inline_script_or_style_and_names_every_asset() {
+        let assets = docs_assets();
+        let page = &assets.page;
+        assert_eq!(page.matches("<script").count(), 2, "{page}");
+        assert_eq!(
+            page.matches("<script src=\"/docs/assets/").count(),
+            2,
+            "{page}"
+        );
+        assert!(
+            !page.contains("<style") && !page.contains("style="),
+            "{page}"
+        );
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "{page}"
+        );
+        for (name, _) in &assets.files {
+            assert!(page.contains(&format!("/docs/assets/{name}")), "{name}");
+            assert!(!name.contains('/'), "{name}");
+        }
+        assert_eq!(assets.files.len(), 4);
+    }
+
+    #[test]
+    fn gzip_is_sent_only_to_clients_that_accept_it() {
+        let with = |value: Option<&str>| {
+            let mut headers = axum::http::HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(
+                    header::ACCEPT_ENCODING,
+                    axum::http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            accepts_gzip(&headers)
+        };
+        assert!(with(Some("gzip, deflate, br, zstd")));
+        assert!(with(Some("br;q=1.0, GZIP;q=0.5")));
+        assert!(with(Some("*")));
+        assert!(!with(None));
+        assert!(!with(Some("identity")));
+        assert!(!with(Some("br, gzip;q=0")));
+        assert!(!with(Some("gzip; q=0.000")));
+    }
+
+    #[test]
+    fn gunzip_refuses_what_gzip_n_does_not_write() {
+        let Body::Gzip(gzip) = STYLESHEET.body else {
+            panic!("compressed");
+        };
+        assert!(gunzip(&gzip[..9]).is_none());
+        let mut named = gzip.to_vec();
+        named[3] = 0x08; // FNAME set
+        assert!(gunzip(&named).is_none());
+        let mut truncated_length = gzip.to_vec();
+        let last = truncated_length.len() - 1;
+        truncated_length[last] ^= 1;
+        assert!(gunzip(&truncated_length).is_none());
+    }
+}
