@@ -8,7 +8,9 @@
 #      apply logic is idempotent (test_apply.py)
 #   3. the palm-backup chart: helm lint --strict and render (Kubernetes 1.33)
 #      for each ci scenario and environment, kubernetes-validate --strict,
-#      the schema refuses what it must, the pods are hardened
+#      the schema refuses what it must, the pods are hardened, and each
+#      environment's PrometheusRule records its schedule's interval (the
+#      stale-backup alert's threshold)
 #   4. the S3 side against moto with the AWS CLI (tests/s3.sh)
 #   5. the restore verification against the test database, seeded by the
 #      real services through the API (tests/verify.sh)
@@ -110,6 +112,55 @@ for p in problems:
 if problems or not pods:
     sys.exit(1)
 print(f"ops: {pods} Job/CronJob pods hardened across {len(sys.argv) - 1} renders", file=sys.stderr)
+PY
+
+refused "only the minute and hour fields" --set s3.bucket=b-ok --set-string "backup.schedule=0 3 * * 1" --skip-schema-validation
+refused "does not match pattern" --set s3.bucket=b-ok --set-string "backup.schedule=0 3 * * 1"
+"$kuma" - "$out" <<'PY'
+"""The stale-backup alert's interval: each environment's rendered PrometheusRule
+records the longest gap of its backup.schedule (recomputed here), under the
+name observability/prometheus/rules/backup.rules.yml uses, and the runbook's
+table says the same."""
+import re, sys, yaml
+out = sys.argv[1]
+NAME = "palm:backup_schedule_interval_seconds"
+
+def field(text, top):
+    values = set()
+    for item in text.split(","):
+        rng, _, step = item.partition("/")
+        lo, hi = (0, top) if rng == "*" else (int(rng.split("-")[0]), int(rng.split("-")[-1]))
+        if step and rng != "*" and "-" not in rng:
+            hi = top
+        values.update(range(lo, hi + 1, int(step or 1)))
+    return values
+
+def longest_gap(schedule):
+    minute, hour, *_ = schedule.split()
+    times = sorted(h * 60 + m for h in field(hour, 23) for m in field(minute, 59))
+    gaps = [b - a for a, b in zip(times, times[1:])] + [times[0] + 1440 - times[-1]]
+    return max(gaps) * 60
+
+rules = open("observability/prometheus/rules/backup.rules.yml").read()
+runbook = open("docs/runbooks/PalmMongoBackupStale.md").read()
+problems = []
+if rules.count(NAME) < 2:
+    problems.append(f"backup.rules.yml does not use {NAME}")
+for env in ("dev", "stg", "prod"):
+    schedule = yaml.safe_load(open(f"helm-values/palm-backup/values-{env}.yaml"))["backup"]["schedule"]
+    docs = [d for d in yaml.safe_load_all(open(f"{out}/values-{env}.yaml")) if d]
+    rule = next(r for d in docs if d["kind"] == "PrometheusRule" for g in d["spec"]["groups"] for r in g["rules"])
+    got = int(re.fullmatch(r"vector\((\d+)\)", rule["expr"]).group(1))
+    want = longest_gap(schedule)
+    if rule["record"] != NAME or got != want:
+        problems.append(f"{env}: {schedule!r} renders {rule['record']} = {got}, expected {NAME} = {want}")
+    row = f"| {env} | `{schedule}` | {want // 3600} h | {want // 3600 + 2} h | {2 * want // 3600 + 2} h |"
+    if row not in runbook:
+        problems.append(f"docs/runbooks/PalmMongoBackupStale.md lacks the row {row}")
+    print(f"ops: {env}: backup.schedule {schedule!r} -> {NAME} {got} s (stale after {got // 3600 + 2} h)", file=sys.stderr)
+for p in problems:
+    print(f"ops: {p}", file=sys.stderr)
+sys.exit(1 if problems else 0)
 PY
 
 step "S3 side against moto"

@@ -81,3 +81,62 @@ Usage: {{- include "palmBackup.env" . | nindent 12 }}
 - name: PYTHONDONTWRITEBYTECODE
   value: "1"
 {{- end -}}
+
+{{/*
+The longest gap, in seconds, that `backup.schedule` leaves between two runs
+(wrapping midnight): what the stale-backup alert allows
+(observability/prometheus/rules/backup.rules.yml). The minute and hour
+fields may be `*`, `N`, `A-B`, each optionally with a step `/S`, or lists of these; the
+day, month and weekday fields must be `*` (a schedule on some days only has
+no single interval: fails).
+Usage: {{ include "palmBackup.scheduleIntervalSeconds" . }}
+*/}}
+{{- define "palmBackup.scheduleIntervalSeconds" -}}
+{{- $schedule := .Values.backup.schedule -}}
+{{- $fields := regexSplit "\\s+" (trim $schedule) -1 -}}
+{{- if or (ne (len $fields) 5) (ne (index $fields 2) "*") (ne (index $fields 3) "*") (ne (index $fields 4) "*") -}}
+{{- fail (printf "backup.schedule %q: only the minute and hour fields may differ from * (the stale-backup alert needs the interval)" $schedule) -}}
+{{- end -}}
+{{- $minutes := include "palmBackup.cronField" (dict "field" (index $fields 0) "max" 59) | fromJsonArray -}}
+{{- $hours := include "palmBackup.cronField" (dict "field" (index $fields 1) "max" 23) | fromJsonArray -}}
+{{- $at := dict -}}
+{{- range $h := $hours }}{{ range $m := $minutes }}{{ $_ := set $at (toString (add (mul $h 60) $m)) true }}{{ end }}{{ end -}}
+{{- if not $at }}{{ fail (printf "backup.schedule %q never runs" $schedule) }}{{ end -}}
+{{- $first := -1 -}}{{- $last := -1 -}}{{- $gap := 0 -}}
+{{- range $t := until 1440 -}}
+{{- if hasKey $at (toString $t) -}}
+{{- if ge $last 0 }}{{ $gap = max $gap (sub $t $last) }}{{ end -}}
+{{- if lt $first 0 }}{{ $first = $t }}{{ end -}}
+{{- $last = $t -}}
+{{- end -}}
+{{- end -}}
+{{- $gap = max $gap (sub (add $first 1440) $last) -}}
+{{- mul $gap 60 -}}
+{{- end -}}
+
+{{/*
+The values one cron field (minute or hour) takes, as a JSON list.
+Usage: {{ include "palmBackup.cronField" (dict "field" (index $fields 1) "max" 23) | fromJsonArray }}
+*/}}
+{{- define "palmBackup.cronField" -}}
+{{- $max := .max -}}
+{{- $out := list -}}
+{{- range $item := splitList "," .field -}}
+{{- if not (regexMatch "^(\\*|[0-9]+(-[0-9]+)?)(/[1-9][0-9]*)?$" $item) -}}
+{{- fail (printf "backup.schedule: cannot read %q" $item) -}}
+{{- end -}}
+{{- $parts := splitList "/" $item -}}
+{{- $range := index $parts 0 -}}
+{{- $step := 1 -}}
+{{- if eq (len $parts) 2 }}{{ $step = atoi (index $parts 1) }}{{ end -}}
+{{- $from := 0 -}}{{- $to := $max -}}
+{{- if ne $range "*" -}}
+{{- $bounds := splitList "-" $range -}}
+{{- $from = atoi (index $bounds 0) -}}
+{{- if eq (len $bounds) 2 }}{{ $to = atoi (index $bounds 1) }}{{ else if eq (len $parts) 1 }}{{ $to = $from }}{{ end -}}
+{{- end -}}
+{{- if or (gt $to $max) (gt $from $to) }}{{ fail (printf "backup.schedule: %q is outside 0-%d" $item $max) }}{{ end -}}
+{{- range $v := untilStep (int $from) (int (add $to 1)) (int $step) }}{{ $out = append $out $v }}{{ end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
