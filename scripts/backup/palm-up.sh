@@ -2,7 +2,7 @@
 # Starts palmdao and palmvalidator (the built target/debug binaries) in the
 # background for the backup tests and the restore drill, against
 # PALM_AMQP_URL and PALM_MONGO_URL, on free ports, with a database and queue
-# prefix of their own; waits until both are ready, then prints the
+# prefix (fixed, re-used across runs); waits until both are ready, then prints the
 # environment palmctl (and seed.sh) needs as `export` lines for eval.
 #   palm-up.sh start STATE_DIR DATABASE    start; pids and logs in STATE_DIR
 #   palm-up.sh stop STATE_DIR              SIGTERM both, wait for them to exit
@@ -18,7 +18,9 @@ start() {
   : "${PALM_AMQP_URL:?PALM_AMQP_URL must name the broker}" "${PALM_MONGO_URL:?PALM_MONGO_URL must name MongoDB}"
   local http; http="$(free_port)"
   export PALM_CONFIG_DIR=/nonexistent
-  export PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX="$database"
+  # One fixed queue prefix for every run: the queues are re-used, so runs
+  # on a long-lived broker (CI's machine) do not pile up queues.
+  export PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX=palm-backup-check
   export PALM__MONGO__URL="$PALM_MONGO_URL" PALM__MONGO__DATABASE="$database"
   export PALM__HTTP__ADDR="127.0.0.1:$http"
   export PALM__HTTP__RATE_LIMIT_PER_SECOND=10000 PALM__HTTP__RATE_LIMIT_BURST=10000
