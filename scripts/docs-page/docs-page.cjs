@@ -227,6 +227,13 @@ async function main() {
   if (status.trim() !== "200") fail(`Execute on getNonce showed status ${status.trim()}`);
   note(`Try it out → Execute on GET /v1/auth/nonce: ${status.trim()}`);
 
+  // The Authorize dialog (the bearer session scheme) opens and closes.
+  await page.locator(".auth-wrapper button.authorize").click();
+  const schemes = await page.locator(".modal-ux .auth-container").count();
+  await page.locator(".modal-ux button.close-modal").click();
+  if (schemes < 1) fail("the Authorize dialog shows no security scheme");
+  note(`Authorize dialog: ${schemes} scheme(s)`);
+
   // Every operation opens (parameters, request bodies, responses, schemas):
   // clicked in the page, in one go. Rendering them all takes Swagger UI
   // seconds per operation on a loaded 2-core machine, hence the long wait.
