@@ -186,3 +186,55 @@ async fn communities_list_in_bounded_pages() {
     validator.close().await;
     palmdao.stop().await;
 }
+
+/// Leaving deletes the membership document; a `member.joined` still waiting
+/// in it must be published all the same (it moves to the community's
+/// outbox, ahead of `member.left`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_right_after_joining_loses_no_event() {
+    // A slow relay, so the join is certainly still unpublished at the leave.
+    let palmdao = Palmdao::start_with(&[
+        ("PALM__COMMUNITIES__CREATE_MIN_LEVEL", "1"),
+        ("PALM__OUTBOX__POLL_INTERVAL_MS", "3000"),
+    ])
+    .await;
+    let spec = palm_amqp::QueueSpec::new("test.members", &["member.joined", "member.left"]);
+    let tap = palm_tests::tap::EventTap::start(&palmdao.env, spec).await;
+    let (admin, _) = member(&palmdao, "admin").await;
+    let slug = format!("l-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let (status, _) = palmdao
+        .send(
+            Method::POST,
+            "/v1/communities",
+            Some(&admin),
+            &json!({ "slug": slug, "name": "L" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (token, palm_id) = member(&palmdao, "passer-by").await;
+    palmdao.join(&slug, &token).await;
+    let (status, body) = palmdao
+        .send(
+            Method::POST,
+            &format!("/v1/communities/{slug}/leave"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+
+    let palm_id = Uuid::parse_str(&palm_id).unwrap();
+    palm_testkit::eventually(
+        "member.joined and member.left",
+        std::time::Duration::from_secs(20),
+        || async {
+            let joined = tap.events::<palm_core::events::MemberJoined>();
+            let left = tap.events::<palm_core::events::MemberLeft>();
+            (joined.iter().any(|e| e.payload.palm_id == palm_id)
+                && left.iter().any(|e| e.payload.palm_id == palm_id))
+            .then_some(())
+        },
+    )
+    .await;
+    palmdao.stop().await;
+}

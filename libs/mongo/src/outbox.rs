@@ -129,6 +129,22 @@ pub fn stage(update: &mut Document, records: &[OutboxRecord]) {
     merge_operator(update, "$min", doc! { SINCE_FIELD: oldest });
 }
 
+/// The records still waiting in `document` (read back from `_outbox`), so
+/// a domain change that deletes the document can stage them on another in
+/// the same step as its own event: deleting a document must not delete
+/// events the relay has not published yet.
+pub fn pending_records(document: &Document) -> Vec<OutboxRecord> {
+    document
+        .get_array(OUTBOX_FIELD)
+        .map(|records| {
+            records
+                .iter()
+                .filter_map(|record| bson::from_bson(record.clone()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
     match update.get_document_mut(operator) {
         Ok(existing) => existing.extend(fields),

@@ -457,16 +457,19 @@ pub async fn leave(
     let removed = state
         .database()
         .collection::<Document>(MEMBERSHIPS)
-        .delete_one(doc! { "_id": format!("{id}:{}", session.0) })
-        .await?;
-    if removed.deleted_count == 0 {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "not_a_member",
-            "You are not a member",
-        ));
-    }
-    // The membership document is gone, so the event rides on the community.
+        .find_one_and_delete(doc! { "_id": format!("{id}:{}", session.0) })
+        .await?
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_a_member",
+                "You are not a member",
+            )
+        })?;
+    // The membership document is gone, so its events ride on the community:
+    // any it still held (a `member.joined` the relay had not published yet),
+    // then `member.left`.
+    let mut records = outbox::pending_records(&removed);
     let left = Envelope::new(
         SERVICE,
         MemberLeft {
@@ -475,9 +478,11 @@ pub async fn leave(
         },
     );
     let mut update = doc! {};
-    let record = OutboxRecord::from_envelope(&left)
-        .concerning([community_subject(&id), palm_subject(session.0)]);
-    outbox::stage(&mut update, &[record]);
+    records.push(
+        OutboxRecord::from_envelope(&left)
+            .concerning([community_subject(&id), palm_subject(session.0)]),
+    );
+    outbox::stage(&mut update, &records);
     state
         .database()
         .collection::<Document>(COMMUNITIES)
