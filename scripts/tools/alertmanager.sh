@@ -10,18 +10,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Pinned to bookworm's version (0.25: telegram_configs, no bot_token_file).
 ALERTMANAGER_VERSION="0.25.0-1+b4"
-installed="$(dpkg-query -W -f='${Version}' prometheus-alertmanager 2>/dev/null || true)"
-if [[ "$installed" != "$ALERTMANAGER_VERSION" ]]; then
-  tools_log "installing prometheus-alertmanager=$ALERTMANAGER_VERSION (apt)"
-  (
-    flock 9
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "prometheus-alertmanager=$ALERTMANAGER_VERSION" >&2
-  ) 9>"$PALM_TOOLS/apt.lock"
-fi
-if [[ -x /etc/init.d/prometheus-alertmanager ]] && /etc/init.d/prometheus-alertmanager status >/dev/null 2>&1; then
-  tools_log "stopping the system alertmanager service the package started"
-  /etc/init.d/prometheus-alertmanager stop >&2 || true
-fi
+ensure_apt_version prometheus-alertmanager "$ALERTMANAGER_VERSION"
+stop_package_service prometheus-alertmanager
 command -v amtool

@@ -8,16 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 FAKETIME_VERSION="0.9.10-2.1"
-installed="$(dpkg-query -W -f='${Version}' libfaketime 2>/dev/null || true)"
-if [[ "$installed" != "$FAKETIME_VERSION" ]]; then
-  tools_log "installing libfaketime=$FAKETIME_VERSION (apt)"
-  (
-    flock 9
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "libfaketime=$FAKETIME_VERSION" >&2
-  ) 9>"$PALM_TOOLS/apt.lock"
-fi
+ensure_apt_version libfaketime "$FAKETIME_VERSION"
 library="$(dpkg -L libfaketime | grep -E '/libfaketime\.so\.1$' | head -n1)"
 [[ -n "$library" && -f "$library" ]] || { tools_log "libfaketime.so.1 not found after installing libfaketime"; exit 1; }
 echo "$library"

@@ -4,6 +4,9 @@
 # project-local .tools/ folder (never /usr/local), so a fresh clone gets the
 # same versions and a second run changes nothing:
 #   - ensure_apt PKG...             Debian packages (system-wide; only when missing)
+#   - ensure_apt_version PKG VER    Debian's PKG at exactly VER (pinned)
+#   - stop_package_service NAME     stops the system service a package's
+#                                   install started (/etc/init.d/NAME)
 #   - ensure_venv NAME SPEC...      a Python virtualenv .tools/NAME with pinned pip specs
 #   - ensure_npm NAME SPEC...       an npm prefix .tools/NAME with pinned packages
 # The installers print nothing on stdout but the paths they are asked for,
@@ -24,13 +27,37 @@ ensure_apt() {
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   ((${#missing[@]} == 0)) && return 0
-  tools_log "installing ${missing[*]} (apt)"
+  apt_install "${missing[@]}"
+}
+
+# apt_install PKG[=VERSION]...: one apt run, whatever is installed already.
+apt_install() {
+  tools_log "installing $* (apt)"
   # A lock file keeps parallel installers from racing on dpkg.
   (
     flock 9
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
   ) 9>"$PALM_TOOLS/apt.lock"
+}
+
+# ensure_apt_version PKG VERSION: installs PKG=VERSION unless that very
+# version is installed.
+ensure_apt_version() {
+  local pkg="$1" version="$2" installed
+  installed="$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null || true)"
+  [[ "$installed" == "$version" ]] || apt_install "$pkg=$version"
+}
+
+# stop_package_service NAME: a Debian install may start the package's own
+# system service (where policy-rc.d allows it); the checks start their own
+# instances, so it is never left running.
+stop_package_service() {
+  local init="/etc/init.d/$1"
+  if [[ -x "$init" ]] && "$init" status >/dev/null 2>&1; then
+    tools_log "stopping the system $1 service the package started"
+    "$init" stop >&2 || true
+  fi
 }
 
 # ensure_venv NAME SPEC...: .tools/NAME is a virtualenv holding exactly the
