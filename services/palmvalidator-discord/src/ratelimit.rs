@@ -905,6 +905,27 @@ mod tests {
         state.record(&ticket, answer, at);
     }
 
+    /// A limiter with room to spare (40/s, a budget of 100), the
+    /// `GET /users/@me` route, and the start time.
+    fn fresh() -> (State, Route, Instant) {
+        (
+            State::new(40, 100),
+            Route::new("GET /users/@me"),
+            Instant::now(),
+        )
+    }
+
+    /// Why a request on `route` at `at` may not go.
+    fn refused(state: &mut State, route: &Route, at: Instant) -> Wait {
+        state.try_acquire(route, at).unwrap_err()
+    }
+
+    /// `route` is held from `from` until exactly `until`, then goes.
+    fn held_until(state: &mut State, route: &Route, from: Instant, until: Instant) {
+        assert_eq!(refused(state, route, from), Wait::Until(until));
+        assert!(state.try_acquire(route, until).is_ok());
+    }
+
     #[test]
     fn never_more_than_the_rate_in_any_window() {
         let mut state = State::new(5, 100);
@@ -939,47 +960,34 @@ mod tests {
 
     #[test]
     fn an_unknown_route_sends_one_request_until_its_answer_tells_the_limits() {
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
+        let (mut state, route, t0) = fresh();
         let first = state.try_acquire(&route, t0).unwrap();
-        assert_eq!(state.try_acquire(&route, t0).unwrap_err(), Wait::Answer);
+        assert_eq!(refused(&mut state, &route, t0), Wait::Answer);
         state.record(&first, &ok(3, 2, 1000), t0 + ms(10));
         // Two left in this window, reserved locally.
         let a = state.try_acquire(&route, t0 + ms(20)).unwrap();
         let b = state.try_acquire(&route, t0 + ms(20)).unwrap();
         // Used up by our count, not (yet) by Discord's word: wait for the
         // answers, not for the reset.
-        assert_eq!(
-            state.try_acquire(&route, t0 + ms(30)).unwrap_err(),
-            Wait::Answer
-        );
+        assert_eq!(refused(&mut state, &route, t0 + ms(30)), Wait::Answer);
         // An answer reporting more remaining (sent before ours were counted)
         // does not overdraw the local reservation.
         state.record(&a, &ok(3, 1, 990), t0 + ms(20));
-        assert_eq!(
-            state.try_acquire(&route, t0 + ms(40)).unwrap_err(),
-            Wait::Answer
-        );
+        assert_eq!(refused(&mut state, &route, t0 + ms(40)), Wait::Answer);
         state.record(&b, &ok(3, 0, 980), t0 + ms(30));
         // Discord said it is exhausted: now the reset is the wait.
         let reset = t0 + ms(1010);
-        assert_eq!(
-            state.try_acquire(&route, t0 + ms(40)).unwrap_err(),
-            Wait::Until(reset)
-        );
+        assert_eq!(refused(&mut state, &route, t0 + ms(40)), Wait::Until(reset));
         // After the reset, a full window again.
         for _ in 0..3 {
             state.try_acquire(&route, reset).unwrap();
         }
-        assert_eq!(state.try_acquire(&route, reset).unwrap_err(), Wait::Answer);
+        assert_eq!(refused(&mut state, &route, reset), Wait::Answer);
     }
 
     #[test]
     fn a_late_answer_from_an_earlier_window_does_not_reopen_the_bucket() {
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
+        let (mut state, route, t0) = fresh();
         let first = state.try_acquire(&route, t0).unwrap();
         state.record(&first, &ok(2, 1, 100), t0);
         let old = state.try_acquire(&route, t0).unwrap();
@@ -987,14 +995,11 @@ mod tests {
         // The old request is still in flight at the refill: it may land in
         // the new window, so the new window has one slot less.
         let _new = state.try_acquire(&route, t1).unwrap();
-        assert_eq!(state.try_acquire(&route, t1).unwrap_err(), Wait::Answer);
+        assert_eq!(refused(&mut state, &route, t1), Wait::Answer);
         // Its answer arrives after the refill, claiming a reset right away:
         // ignored for the new window.
         state.record(&old, &ok(2, 0, 1), t1);
-        assert_eq!(
-            state.try_acquire(&route, t1 + ms(5)).unwrap_err(),
-            Wait::Answer
-        );
+        assert_eq!(refused(&mut state, &route, t1 + ms(5)), Wait::Answer);
     }
 
     /// The capture: three `200`s on `GET /users/@me` in bucket
@@ -1023,9 +1028,7 @@ mod tests {
                 ..exhausted(5, 5_588, 5_588)
             },
         );
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
+        let (mut state, route, t0) = fresh();
         for i in 0..3 {
             send(&mut state, &route, t0 + ms(i * 10), &visible());
         }
@@ -1033,7 +1036,7 @@ mod tests {
         send(&mut state, &route, t429, &hidden_429);
         let retry_at = t429 + ms(5_588);
         assert_eq!(
-            state.try_acquire(&route, t429 + ms(1)).unwrap_err(),
+            refused(&mut state, &route, t429 + ms(1)),
             Wait::Until(retry_at),
             "nothing before the 429's retry time"
         );
@@ -1075,16 +1078,14 @@ mod tests {
 
     #[test]
     fn a_bucket_with_requests_left_is_never_parked_on_its_reset() {
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
+        let (mut state, route, t0) = fresh();
         let day = 86_400_000;
         send(&mut state, &route, t0, &in_bucket("b", ok(50_000, 3, day)));
         let tickets: Vec<_> = (0..3)
             .map(|_| state.try_acquire(&route, t0).unwrap())
             .collect();
         // Our count is used up; Discord has not said so: wait for answers.
-        assert_eq!(state.try_acquire(&route, t0).unwrap_err(), Wait::Answer);
+        assert_eq!(refused(&mut state, &route, t0), Wait::Answer);
         // Discord says plenty is left: the route goes on.
         for ticket in &tickets {
             state.record(ticket, &in_bucket("b", ok(50_000, 40_000, day)), t0);
@@ -1097,7 +1098,7 @@ mod tests {
         let lost = state.try_acquire(&route, t0).unwrap();
         state.cancel(&lost);
         let probe = state.try_acquire(&route, t0).unwrap();
-        assert_eq!(state.try_acquire(&route, t0).unwrap_err(), Wait::Answer);
+        assert_eq!(refused(&mut state, &route, t0), Wait::Answer);
         state.record(&probe, &in_bucket("b", ok(50_000, 7, day)), t0);
         assert!(state.try_acquire(&route, t0).is_ok());
     }
@@ -1118,7 +1119,7 @@ mod tests {
             &in_bucket("t", exhausted(5, 640, 1000)),
         );
         assert_eq!(
-            state.try_acquire(&token, t0 + ms(700)).unwrap_err(),
+            refused(&mut state, &token, t0 + ms(700)),
             Wait::Until(t0 + ms(1000))
         );
         assert!(state.try_acquire(&me, t0).is_ok(), "other routes go on");
@@ -1126,11 +1127,7 @@ mod tests {
         let ticket = state.try_acquire(&token, t1).unwrap();
         // A reset later than the Retry-After.
         state.record(&ticket, &in_bucket("t", exhausted(5, 2500, 300)), t1);
-        assert_eq!(
-            state.try_acquire(&token, t1 + ms(300)).unwrap_err(),
-            Wait::Until(t1 + ms(2500))
-        );
-        assert!(state.try_acquire(&token, t1 + ms(2500)).is_ok());
+        held_until(&mut state, &token, t1 + ms(300), t1 + ms(2500));
     }
 
     #[test]
@@ -1159,7 +1156,7 @@ mod tests {
             send(&mut state, &me, t0, &answer);
             for route in [&token, &me] {
                 assert_eq!(
-                    state.try_acquire(route, t0 + ms(499)).unwrap_err(),
+                    refused(&mut state, route, t0 + ms(499)),
                     Wait::Until(t0 + ms(500))
                 );
             }
@@ -1193,7 +1190,7 @@ mod tests {
         );
         send(&mut state, &guild, t0, &shared);
         assert_eq!(
-            state.try_acquire(&guild, t0 + ms(64_570)).unwrap_err(),
+            refused(&mut state, &guild, t0 + ms(64_570)),
             Wait::Until(t0 + Duration::from_secs(1337)),
             "held for Retry-After, not the bucket's reset"
         );
@@ -1219,11 +1216,7 @@ mod tests {
         };
         assert_eq!(sublimit.limited(), Some(Limited::Sublimit));
         send(&mut state, &route, t0, &sublimit);
-        assert_eq!(
-            state.try_acquire(&route, t0 + ms(1)).unwrap_err(),
-            Wait::Until(t0 + ms(2000))
-        );
-        assert!(state.try_acquire(&route, t0 + ms(2000)).is_ok());
+        held_until(&mut state, &route, t0 + ms(1), t0 + ms(2000));
     }
 
     #[test]
@@ -1238,7 +1231,7 @@ mod tests {
         assert_eq!(answer.limited(), Some(Limited::Edge));
         send(&mut state, &me, t0, &answer);
         assert_eq!(
-            state.try_acquire(&token, t0 + ms(2999)).unwrap_err(),
+            refused(&mut state, &token, t0 + ms(2999)),
             Wait::Until(t0 + ms(3000))
         );
         // Neither header nor body: 1 s, then 2 s, 4 s … while they last.
@@ -1246,7 +1239,7 @@ mod tests {
         for expected in [1000, 2000, 4000, 8000] {
             send(&mut state, &token, now, &bare(None));
             assert_eq!(
-                state.try_acquire(&me, now).unwrap_err(),
+                refused(&mut state, &me, now),
                 Wait::Until(now + ms(expected))
             );
             now += ms(expected);
@@ -1254,10 +1247,7 @@ mod tests {
         // An answer resets the doubling.
         send(&mut state, &me, now, &Feedback::default());
         send(&mut state, &me, now, &bare(None));
-        assert_eq!(
-            state.try_acquire(&me, now).unwrap_err(),
-            Wait::Until(now + ms(1000))
-        );
+        assert_eq!(refused(&mut state, &me, now), Wait::Until(now + ms(1000)));
         // Each counts against the invalid-request budget.
         assert_eq!(state.invalid_in_window(now), 6);
         // The doubling stops at the ceiling.
@@ -1274,15 +1264,9 @@ mod tests {
 
     #[test]
     fn a_hidden_window_grows_to_what_our_own_request_times_prove() {
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
-        send(
-            &mut state,
-            &route,
-            t0,
-            &in_bucket("v", ok(1000, 999, 60_000)),
-        );
+        let (mut state, route, t0) = fresh();
+        let visible = || in_bucket("v", ok(1000, 999, 60_000));
+        send(&mut state, &route, t0, &visible());
         send(
             &mut state,
             &route,
@@ -1291,22 +1275,9 @@ mod tests {
         );
         let t1 = t0 + ms(1000);
         // Two per second, as learned.
-        send(
-            &mut state,
-            &route,
-            t1,
-            &in_bucket("v", ok(1000, 999, 60_000)),
-        );
-        send(
-            &mut state,
-            &route,
-            t1,
-            &in_bucket("v", ok(1000, 999, 60_000)),
-        );
-        assert_eq!(
-            state.try_acquire(&route, t1).unwrap_err(),
-            Wait::Until(t1 + ms(1050))
-        );
+        send(&mut state, &route, t1, &visible());
+        send(&mut state, &route, t1, &visible());
+        assert_eq!(refused(&mut state, &route, t1), Wait::Until(t1 + ms(1050)));
         // The next one is refused with 3 s left: the window holding our two
         // requests of t1 lasts at least until t1 + 1.05 s + 3 s.
         let t2 = t1 + ms(1050);
@@ -1317,30 +1288,18 @@ mod tests {
             &in_bucket("h", exhausted(2, 3000, 3000)),
         );
         let t3 = t2 + ms(3000);
-        assert_eq!(state.try_acquire(&route, t2).unwrap_err(), Wait::Until(t3));
-        send(
-            &mut state,
-            &route,
-            t3,
-            &in_bucket("v", ok(1000, 999, 60_000)),
-        );
-        send(
-            &mut state,
-            &route,
-            t3,
-            &in_bucket("v", ok(1000, 999, 60_000)),
-        );
+        assert_eq!(refused(&mut state, &route, t2), Wait::Until(t3));
+        send(&mut state, &route, t3, &visible());
+        send(&mut state, &route, t3, &visible());
         assert_eq!(
-            state.try_acquire(&route, t3).unwrap_err(),
+            refused(&mut state, &route, t3),
             Wait::Until(t3 + ms(4050) + JITTER_MARGIN)
         );
     }
 
     #[test]
     fn a_429_hash_the_route_later_reports_in_its_answers_is_an_ordinary_bucket() {
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
+        let (mut state, route, t0) = fresh();
         // The first answer ever is a 429: its bucket is held as hidden.
         send(
             &mut state,
@@ -1358,9 +1317,7 @@ mod tests {
 
     #[test]
     fn after_a_429_without_limit_headers_the_bucket_is_learned_again() {
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
+        let (mut state, route, t0) = fresh();
         let first = state.try_acquire(&route, t0).unwrap();
         state.record(&first, &ok(5, 4, 1000), t0);
         let ticket = state.try_acquire(&route, t0).unwrap();
@@ -1375,7 +1332,7 @@ mod tests {
         state.record(&ticket, &empty, t0);
         let t1 = t0 + ms(200);
         let probe = state.try_acquire(&route, t1).unwrap();
-        assert_eq!(state.try_acquire(&route, t1).unwrap_err(), Wait::Answer);
+        assert_eq!(refused(&mut state, &route, t1), Wait::Answer);
         state.record(&probe, &ok(5, 1, 800), t1);
         assert!(state.try_acquire(&route, t1).is_ok());
         assert!(state.try_acquire(&route, t1).is_err());
@@ -1411,7 +1368,7 @@ mod tests {
         }
         assert!(state.halted(t0 + ms(30)));
         assert_eq!(
-            state.try_acquire(&route, t0 + ms(30)).unwrap_err(),
+            refused(&mut state, &route, t0 + ms(30)),
             Wait::Until(t0 + INVALID_WINDOW)
         );
         assert!(!state.halted(t0 + INVALID_WINDOW));
@@ -1439,16 +1396,14 @@ mod tests {
         send(&mut state, &a, t0, &unauthorized);
         // One invalid answer, one left in the budget: one request at a time.
         let second = state.try_acquire(&b, t0).unwrap();
-        assert_eq!(state.try_acquire(&a, t0).unwrap_err(), Wait::Answer);
+        assert_eq!(refused(&mut state, &a, t0), Wait::Answer);
         state.record(&second, &Feedback::default(), t0);
         assert!(state.try_acquire(&a, t0).is_ok());
     }
 
     #[test]
     fn a_lost_answer_does_not_block_the_route() {
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
+        let (mut state, route, t0) = fresh();
         let ticket = state.try_acquire(&route, t0).unwrap();
         state.cancel(&ticket);
         assert!(state.try_acquire(&route, t0).is_ok());
@@ -1456,18 +1411,13 @@ mod tests {
 
     #[test]
     fn a_garbled_reset_cannot_overflow_the_clock() {
-        let mut state = State::new(40, 100);
-        let route = Route::new("GET /users/@me");
-        let t0 = Instant::now();
+        let (mut state, route, t0) = fresh();
         let forever = Feedback {
             reset_after: Some(Duration::from_secs(u64::MAX / 4)),
             retry_after: Some(Duration::from_secs(u64::MAX / 4)),
             ..exhausted(1, 0, 0)
         };
         send(&mut state, &route, t0, &forever);
-        assert_eq!(
-            state.try_acquire(&route, t0).unwrap_err(),
-            Wait::Until(t0 + MAX_WAIT)
-        );
+        assert_eq!(refused(&mut state, &route, t0), Wait::Until(t0 + MAX_WAIT));
     }
 }
