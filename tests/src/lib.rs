@@ -9,12 +9,14 @@
 //!   request log to check rate limits against.
 //! - [`prom`]: a `/metrics` page parsed into samples.
 //! - [`platform`]: a palmplatformmetrics process.
+//! - [`palmctl`]: the development CLI run as a process.
 //! - `src/bin/palm-test-worker.rs`: a fixture service with a slow, idempotent
 //!   consumer, for shutdown tests of the consumer runner in a real process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake_discord;
+pub mod palmctl;
 pub mod palmdao;
 pub mod platform;
 pub mod prom;

@@ -12,58 +12,17 @@ use chrono::Utc;
 use palm_core::events::VoteSubmitted;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_testkit::eventually;
-use palm_testkit::process::binary;
+use palm_tests::palmctl::Run;
 use palm_tests::palmdao::{Palmdao, key};
 use palm_tests::tap::EventTap;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
-/// What one `palmctl` run did.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The stdout as JSON, asserting the run succeeded.
-    fn json(&self) -> Value {
-        assert_eq!(self.code, 0, "palmctl failed: {}", self.stderr);
-        serde_json::from_str(&self.stdout).unwrap()
-    }
-
-    /// The trimmed stdout, asserting the run succeeded.
-    fn text(&self) -> String {
-        assert_eq!(self.code, 0, "palmctl failed: {}", self.stderr);
-        self.stdout.trim().to_owned()
-    }
-}
-
-/// Runs `palmctl args…` against `api` with `env`, and nothing from the
-/// developer's own `PALMCTL_*` variables.
+/// Runs `palmctl args…` against `api` with `env`.
 async fn palmctl(api: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut command = tokio::process::Command::new(binary("palmctl"));
-    for var in [
-        "PALMCTL_KEY",
-        "PALMCTL_SEED",
-        "PALMCTL_TOKEN",
-        "PALMCTL_DOMAIN",
-        "PALMCTL_URI",
-        "PALMCTL_CHAIN_ID",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .env("PALMCTL_API", api)
-        .envs(env.iter().copied())
-        .args(args);
-    let output = command.output().await.unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+    let mut vars = vec![("PALMCTL_API", api)];
+    vars.extend_from_slice(env);
+    palm_tests::palmctl::run(&vars, args, None).await
 }
 
 /// palmdao with the sign-in domain and URI it ships with (the test

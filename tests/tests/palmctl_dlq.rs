@@ -21,35 +21,29 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Confirmation};
 use palm_amqp::dlq::Dlq;
 use palm_amqp::{
     AmqpSettings, Broker, Consumer, HandlerError, Incoming, OutgoingMessage, Publisher, QueueSpec,
     Topology,
 };
 use palm_testkit::eventually;
-use palm_testkit::process::binary;
+use palm_tests::palmctl::Run;
 use secrecy::SecretString;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-/// What one `palmctl` run did.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// The audit lines of a `palmctl dlq` run.
+trait Audited {
+    /// The run's audit lines (JSON lines of target `palmctl::dlq`).
+    fn audit(&self) -> Vec<Value>;
+
+    /// The one audit line, checked to carry no body.
+    fn audit_line(&self) -> Value;
 }
 
-impl Run {
-    fn json(&self) -> Value {
-        assert_eq!(self.code, 0, "palmctl failed: {}", self.stderr);
-        serde_json::from_str(&self.stdout).unwrap()
-    }
-
-    /// The run's audit lines (JSON lines of target `palmctl::dlq`).
+impl Audited for Run {
     fn audit(&self) -> Vec<Value> {
         self.stderr
             .lines()
@@ -58,7 +52,6 @@ impl Run {
             .collect()
     }
 
-    /// The one audit line, checked to carry no body.
     fn audit_line(&self) -> Value {
         let lines = self.audit();
         assert_eq!(lines.len(), 1, "one audit line per action: {}", self.stderr);
@@ -166,14 +159,7 @@ impl Bus {
     /// Publishes `id` with a 1 ms TTL: the broker dead-letters it
     /// (`expired`, with `x-death`) unless a consumer is quicker.
     async fn publish_expiring(&self, id: &str) {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let (connection, channel) = palm_testkit::amqp::confirmed_channel(&self.url).await;
         let exchange = self.topology.names.events_exchange();
         #[allow(clippy::disallowed_methods)] // a raw publish to set a per-message TTL
         let confirm = channel
@@ -262,38 +248,12 @@ impl Bus {
 }
 
 async fn palmctl(url: &str, prefix: &str, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut command = tokio::process::Command::new(binary("palmctl"));
-    for var in [
-        "PALMCTL_AMQP_URL",
-        "PALMCTL_AMQP_PREFIX",
-        "PALM__AMQP__URL",
-        "PALM__AMQP__PREFIX",
-        "PALMCTL_KEY",
-        "PALMCTL_SEED",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .env("PALMCTL_AMQP_URL", url)
-        .env("PALMCTL_AMQP_PREFIX", prefix)
-        .env("PALMCTL_OPERATOR", "test-operator")
-        .arg("dlq")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    let output = child.wait_with_output().await.unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+    let env = [
+        ("PALMCTL_AMQP_URL", url),
+        ("PALMCTL_AMQP_PREFIX", prefix),
+        ("PALMCTL_OPERATOR", "test-operator"),
+    ];
+    palm_tests::palmctl::run(&env, &[&["dlq"], args].concat(), stdin).await
 }
 
 fn ids(shown: &Value) -> Vec<String> {

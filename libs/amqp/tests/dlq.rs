@@ -12,11 +12,9 @@
 
 use std::time::Duration;
 
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use palm_amqp::dlq::{Dlq, DlqError, ReplayRequest, ReplayTarget, Selector};
 
 const LIMIT: i64 = 2;
@@ -102,14 +100,7 @@ async fn browsing_never_counts_as_a_delivery() {
     let control = format!("{prefix}.control.dlq");
     let dlq = format!("{prefix}.jobs.dlq");
     let origin = format!("{prefix}.jobs");
-    let connection = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (connection, channel) = palm_testkit::amqp::confirmed_channel(&url).await;
     declare(&channel, &control, Some(LIMIT)).await;
     declare(&channel, &dlq, Some(LIMIT)).await;
     declare(&channel, &origin, None).await;

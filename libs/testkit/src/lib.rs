@@ -12,9 +12,11 @@
 //! - [`rabbit`]: a private RabbitMQ node for tests that restart the broker.
 //! - [`process`]: a service binary run as a real child process.
 //! - [`cleanup`]: deleting a test's queues and exchanges.
+//! - [`amqp`]: a raw broker connection with a confirming channel.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod amqp;
 pub mod cleanup;
 pub mod env;
 pub mod process;
