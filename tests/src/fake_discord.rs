@@ -446,7 +446,17 @@ impl FakeDiscord {
 
     /// The most requests that arrived within any `window` (half-open).
     pub fn most_in_any(&self, window: Duration) -> usize {
-        let times: Vec<Instant> = self.requests().iter().map(|r| r.at).collect();
+        self.most_in_any_of(window, |_| true)
+    }
+
+    /// [`FakeDiscord::most_in_any`], counting only the requests `counted`.
+    pub fn most_in_any_of(&self, window: Duration, counted: impl Fn(&Logged) -> bool) -> usize {
+        let times: Vec<Instant> = self
+            .requests()
+            .iter()
+            .filter(|r| counted(r))
+            .map(|r| r.at)
+            .collect();
         (0..times.len())
             .map(|i| {
                 times[i..]

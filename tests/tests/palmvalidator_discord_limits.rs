@@ -29,9 +29,10 @@ use palm_amqp::{Broker, Consumer, Incoming, OutgoingMessage, Publisher, QueueSpe
 use palm_core::Envelope;
 use palm_core::events::DiscordVerificationRequested;
 use palm_testkit::eventually;
+use palm_testkit::process::ServiceProcess;
 use palm_tests::fake_discord::{
-    FakeDiscord, FakeUser, GUILD_ID, HiddenBucket, IN_FLIGHT, ME_ROUTE, MEMBER_ROUTE, REDIRECT_URI,
-    ROLE_ID, Shape, TOKEN_ROUTE, Throttle,
+    FakeDiscord, FakeUser, GUILD_ID, HiddenBucket, IN_FLIGHT, Logged, ME_ROUTE, MEMBER_ROUTE,
+    REDIRECT_URI, ROLE_ID, Shape, TOKEN_ROUTE, Throttle,
 };
 use palm_tests::{ServiceEnv, get};
 use serde_json::Value;
@@ -192,6 +193,24 @@ async fn readyz(admin: &str) -> (u16, String) {
     get(admin, "/readyz").await
 }
 
+/// The readiness report, once the service says it is not ready.
+async fn not_ready(admin: &str) -> String {
+    eventually("not ready", Duration::from_secs(30), || async {
+        let (status, body) = readyz(admin).await;
+        (status == 503).then_some(body)
+    })
+    .await
+}
+
+/// Stops the validator, which must exit cleanly with nothing
+/// dead-lettered, then the bus.
+async fn finish(bus: Bus, validator: &mut ServiceProcess) {
+    validator.sigterm();
+    assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));
+    assert!(bus.dead_letters().await.is_empty());
+    bus.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_under_429s_keeps_every_retry_time_and_the_global_rate() {
     const RATE: usize = 5;
@@ -212,14 +231,7 @@ async fn a_burst_under_429s_keeps_every_retry_time_and_the_global_rate() {
         )
         .await;
 
-    let mut users = BTreeMap::new();
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let user = FakeUser::aged_days(400, &format!("burst-{i}"));
-        let id = bus.request(&fake.code_for(&user)).await;
-        users.insert(id.to_string(), user.id);
-        ids.push(id);
-    }
+    let (ids, users) = verifications(&bus, &fake, 20, "burst").await;
     let by_id = bus.results_for(&ids, Duration::from_secs(120)).await;
     assert_all_verified(&by_id, &users);
 
@@ -254,10 +266,7 @@ async fn a_burst_under_429s_keeps_every_retry_time_and_the_global_rate() {
         "{busiest} requests within 0.9 s, configured {RATE}/s"
     );
 
-    validator.sigterm();
-    assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));
-    assert!(bus.dead_letters().await.is_empty());
-    bus.stop().await;
+    finish(bus, &mut validator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,14 +287,7 @@ async fn a_standby_takes_over_when_the_active_instance_is_killed() {
     let (mut first, _) = fake.start_validator(&bus.env, &vars("discord-a")).await;
     let (mut second, _) = fake.start_validator(&bus.env, &vars("discord-b")).await;
 
-    let mut users = BTreeMap::new();
-    let mut ids = Vec::new();
-    for i in 0..30 {
-        let user = FakeUser::aged_days(400, &format!("failover-{i}"));
-        let id = bus.request(&fake.code_for(&user)).await;
-        users.insert(id.to_string(), user.id);
-        ids.push(id);
-    }
+    let (ids, users) = verifications(&bus, &fake, 30, "failover").await;
     eventually(
         "some verifications decided",
         Duration::from_secs(30),
@@ -344,10 +346,7 @@ async fn a_standby_takes_over_when_the_active_instance_is_killed() {
         "the standby called while the active one lived"
     );
 
-    standby.sigterm();
-    assert_eq!(standby.wait(Duration::from_secs(15)).await, Some(0));
-    assert!(bus.dead_letters().await.is_empty());
-    bus.stop().await;
+    finish(bus, standby).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,19 +366,8 @@ async fn while_discord_is_unreachable_the_service_is_not_ready_and_loses_nothing
         .await;
     fake.set_unavailable(true);
 
-    let mut users = BTreeMap::new();
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let user = FakeUser::aged_days(400, &format!("outage-{i}"));
-        let id = bus.request(&fake.code_for(&user)).await;
-        users.insert(id.to_string(), user.id);
-        ids.push(id);
-    }
-    let report = eventually("not ready", Duration::from_secs(30), || async {
-        let (status, body) = readyz(&admin).await;
-        (status == 503).then_some(body)
-    })
-    .await;
+    let (ids, users) = verifications(&bus, &fake, 3, "outage").await;
+    let report = not_ready(&admin).await;
     assert!(report.contains("\"discord\":\"down\""), "{report}");
     assert!(report.contains("\"amqp\":\"up\""), "{report}");
     // The prober keeps asking while jobs wait.
@@ -428,11 +416,7 @@ async fn the_invalid_request_budget_stops_calls_and_reports_not_ready() {
         let user = FakeUser::aged_days(400, &format!("budget-{i}"));
         bus.request(&fake.code_for(&user)).await;
     }
-    let report = eventually("not ready", Duration::from_secs(30), || async {
-        let (status, body) = readyz(&admin).await;
-        (status == 503).then_some(body)
-    })
-    .await;
+    let report = not_ready(&admin).await;
     assert!(report.contains("\"discord\":\"down\""), "{report}");
     validator
         .wait_for_line("invalid-request budget exhausted", Duration::from_secs(10))
@@ -455,8 +439,9 @@ async fn the_invalid_request_budget_stops_calls_and_reports_not_ready() {
     bus.stop().await;
 }
 
-/// Publishes `n` verifications of fresh 400-day-old members; returns their
-/// ids and the expected user per id.
+/// Publishes `n` verifications of fresh 400-day-old members (of the guild
+/// too: asked only where a test requires membership); returns their ids and
+/// the expected user per id.
 async fn verifications(
     bus: &Bus,
     fake: &FakeDiscord,
@@ -486,24 +471,12 @@ fn metric(exposition: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {exposition}"))
 }
 
-/// The most requests of `route` that arrived within any `window` at or
-/// after `from`.
-fn most_of_route_in_any(fake: &FakeDiscord, route: &str, from: Instant, window: Duration) -> usize {
-    let times: Vec<Instant> = fake
-        .requests()
-        .iter()
-        .filter(|r| r.route == route && r.at >= from)
-        .map(|r| r.at)
-        .collect();
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|at| at.duration_since(times[i]) < window)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
+/// The requests on `route`, in arrival order.
+fn requests_on(fake: &FakeDiscord, route: &str) -> Vec<Logged> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.route == route)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,11 +493,7 @@ async fn the_captured_hidden_bucket_is_waited_out_then_learned_as_captured() {
     let by_id = bus.results_for(&ids, Duration::from_secs(60)).await;
     assert_all_verified(&by_id, &users);
 
-    let me: Vec<_> = fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.route == ME_ROUTE)
-        .collect();
+    let me = requests_on(&fake, ME_ROUTE);
     let statuses: Vec<u16> = me.iter().map(|r| r.status).collect();
     let mut expected = vec![200, 200, 200, 429];
     expected.resize(me.len(), 200);
@@ -542,7 +511,7 @@ async fn the_captured_hidden_bucket_is_waited_out_then_learned_as_captured() {
         "the next request came {waited:?} after the 429"
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
-    let busiest = most_of_route_in_any(&fake, ME_ROUTE, me[4].at, captured.window);
+    let busiest = fake.most_in_any_of(captured.window, |r| r.route == ME_ROUTE && r.at >= me[4].at);
     assert!(busiest <= 5, "{busiest} requests within one hidden window");
     // 13 verifications: 3, the wait, then two windows of five: seconds, not
     // the visible bucket's 28.5 hours.
@@ -552,10 +521,7 @@ async fn the_captured_hidden_bucket_is_waited_out_then_learned_as_captured() {
         last.duration_since(limited.at)
     );
 
-    validator.sigterm();
-    assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));
-    assert!(bus.dead_letters().await.is_empty());
-    bus.stop().await;
+    finish(bus, &mut validator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,11 +537,7 @@ async fn under_a_hidden_bucket_concurrent_verifications_keep_flowing_at_its_rate
     let by_id = bus.results_for(&ids, Duration::from_secs(90)).await;
     assert_all_verified(&by_id, &users);
 
-    let me: Vec<_> = fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.route == ME_ROUTE)
-        .collect();
+    let me = requests_on(&fake, ME_ROUTE);
     let first = me
         .iter()
         .find(|r| r.status == 429)
@@ -595,7 +557,7 @@ async fn under_a_hidden_bucket_concurrent_verifications_keep_flowing_at_its_rate
         fake.violations_allowing(Duration::from_secs(1)),
         Vec::<String>::new()
     );
-    let busiest = most_of_route_in_any(&fake, ME_ROUTE, retry_at, captured.window);
+    let busiest = fake.most_in_any_of(captured.window, |r| r.route == ME_ROUTE && r.at >= retry_at);
     assert!(busiest <= 5, "{busiest} requests within one hidden window");
     let burst_429s = me.iter().filter(|r| r.status == 429).count();
     let after: Vec<Instant> = by_id
@@ -620,10 +582,7 @@ async fn under_a_hidden_bucket_concurrent_verifications_keep_flowing_at_its_rate
         burst_429s as f64
     );
 
-    validator.sigterm();
-    assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));
-    assert!(bus.dead_letters().await.is_empty());
-    bus.stop().await;
+    finish(bus, &mut validator).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,8 +685,5 @@ async fn every_429_shape_holds_back_its_scope_for_its_time_and_only_counted_ones
     );
     assert_eq!(fake.granted_roles().len(), 18, "every member got the role");
 
-    validator.sigterm();
-    assert_eq!(validator.wait(Duration::from_secs(15)).await, Some(0));
-    assert!(bus.dead_letters().await.is_empty());
-    bus.stop().await;
+    finish(bus, &mut validator).await;
 }
