@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as Span, Utc};
 use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
-use palm_amqp::OutgoingMessage;
+use palm_amqp::{OutgoingMessage, QueueSpec};
 use palm_core::Envelope;
 use palm_core::events::{VerificationCompleted, VerificationOutcome, VoteRejected, VoteValidated};
 use palm_testkit::eventually;
@@ -20,6 +20,7 @@ use palm_tests::ServiceEnv;
 use palm_tests::palmdao::{FakeValidator, Palmdao};
 use palm_tests::platform::PlatformMetrics;
 use palm_tests::prom::Scrape;
+use palm_tests::tap::EventTap;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -516,10 +517,22 @@ async fn every_platform_value_equals_a_recount_of_the_seeded_data() {
         ("PALM__PROPOSALS__CLOSE_GRACE_MS", "500"),
     ])
     .await;
+    // The validators' jobs need a queue to go to (palmdao keeps an event
+    // no required queue takes in its outbox); the fake validator answers.
+    let jobs = QueueSpec::new(
+        "test.jobs",
+        &[
+            "vote.submitted",
+            "verification.requested.wallet",
+            "verification.requested.discord",
+        ],
+    );
+    let tap = EventTap::start(&palmdao.env, jobs).await;
     let validator = FakeValidator::connect(&palmdao).await;
     let db = database(&palmdao.env).await;
     let seeded = seed(&palmdao, &validator, &db).await;
     validator.close().await;
+    tap.stop().await;
     let env = palmdao.env.clone();
     palmdao.stop().await;
     // Staged after palmdao stopped: nobody publishes it, so its age shows.

@@ -41,7 +41,7 @@ async fn starts_ready_and_stops_cleanly(
                     get(&admin, "/metrics")
                         .await
                         .1
-                        .contains("palm_amqp_connected 1")
+                        .contains(&format!("palm_amqp_connected{{service=\"{name}\"}} 1"))
                         .then_some(())
                 }
             },

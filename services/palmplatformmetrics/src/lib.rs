@@ -140,12 +140,16 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
         async move { exporter.follow(interval, shutdown).await }
     });
     let holder = format!("{SERVICE}-{}", runtime.instance_id());
+    // A standby polls at the renewal period rather than the default quarter
+    // second: a snapshot a few seconds late costs nothing, and each poll is
+    // a command on the primary from every standby replica.
     let lease = Lease::new(
         &database,
         LEASE,
         &holder,
         Duration::from_millis(platform.lease_ttl_ms),
-    );
+    )
+    .with_standby_poll(Duration::from_millis(platform.lease_ttl_ms / 3));
     let max_time = Duration::from_millis(platform.max_time_ms);
     palm_mongo::lease::while_leader(&lease, &runtime.shutdown, |token| {
         let exporter = exporter.clone();
