@@ -60,31 +60,37 @@ stop_package_service() {
   fi
 }
 
+# installed_with DIR SPEC...: DIR was installed with exactly these SPECs
+# (recorded by record_specs in DIR/.palm-specs).
+installed_with() {
+  local dir="$1"; shift
+  [[ "$(cat "$dir/.palm-specs" 2>/dev/null)" == "$(printf '%s\n' "$@")" ]]
+}
+
+record_specs() {
+  local dir="$1"; shift
+  printf '%s\n' "$@" | head -c -1 >"$dir/.palm-specs"
+}
+
 # ensure_venv NAME SPEC...: .tools/NAME is a virtualenv holding exactly the
 # pinned SPECs; reinstalls only when the spec list changes.
 ensure_venv() {
   local name="$1"; shift
   local venv="$PALM_TOOLS/$name"
-  local want; want="$(printf '%s\n' "$@")"
-  if [[ -x "$venv/bin/python" && "$(cat "$venv/.palm-specs" 2>/dev/null)" == "$want" ]]; then
-    return 0
-  fi
+  [[ -x "$venv/bin/python" ]] && installed_with "$venv" "$@" && return 0
   tools_log "installing $* into .tools/$name"
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check "$@" >&2
-  printf '%s' "$want" >"$venv/.palm-specs"
+  record_specs "$venv" "$@"
 }
 
 # ensure_npm NAME SPEC...: .tools/NAME is an npm prefix with the pinned SPECs.
 ensure_npm() {
   local name="$1"; shift
   local prefix="$PALM_TOOLS/$name"
-  local want; want="$(printf '%s\n' "$@")"
-  if [[ -d "$prefix/node_modules" && "$(cat "$prefix/.palm-specs" 2>/dev/null)" == "$want" ]]; then
-    return 0
-  fi
+  [[ -d "$prefix/node_modules" ]] && installed_with "$prefix" "$@" && return 0
   tools_log "installing $* into .tools/$name"
   mkdir -p "$prefix"
   npm install --silent --no-audit --no-fund --prefix "$prefix" "$@" >&2
-  printf '%s' "$want" >"$prefix/.palm-specs"
+  record_specs "$prefix" "$@"
 }
