@@ -2,7 +2,11 @@
 # Creates the users Palm connects as besides `palm` (readWrite on the
 # database, palmdao; the chart's auth.usernames) — each with nothing more
 # than it needs:
-#   palm_readonly  role `read` on the database: palmplatformmetrics.
+#   palm_readonly  role `read` on the database, plus palmPlatformSnapshot:
+#                  insert/update on <database>.leases and
+#                  <database>.platform_snapshots — palmplatformmetrics reads
+#                  everything and writes only its lease and the snapshot it
+#                  shares between replicas (ADR 0008).
 #   palm_backup    role `backup` (mongodump --oplog of the whole replica set)
 #                  and palmBackupRecord: insert/update on <database>.backups,
 #                  where each successful run records itself
@@ -28,6 +32,10 @@ mongosh admin --quiet -u root -p "$root_password" --eval "
   const record = [{resource: {db: db_, collection: 'backups'}, actions: ['insert', 'update']}];
   if (db.getRole('palmBackupRecord')) { db.updateRole('palmBackupRecord', {privileges: record, roles: []}); }
   else { db.createRole({role: 'palmBackupRecord', privileges: record, roles: []}); }
-  upsertUser('palm_readonly', process.env.PALM_READONLY_PASSWORD, [{role: 'read', db: db_}]);
+  const snapshot = ['leases', 'platform_snapshots'].map(c => ({resource: {db: db_, collection: c}, actions: ['insert', 'update']}));
+  if (db.getRole('palmPlatformSnapshot')) { db.updateRole('palmPlatformSnapshot', {privileges: snapshot, roles: []}); }
+  else { db.createRole({role: 'palmPlatformSnapshot', privileges: snapshot, roles: []}); }
+  upsertUser('palm_readonly', process.env.PALM_READONLY_PASSWORD,
+             [{role: 'read', db: db_}, {role: 'palmPlatformSnapshot', db: 'admin'}]);
   upsertUser('palm_backup', process.env.PALM_BACKUP_PASSWORD,
              [{role: 'backup', db: 'admin'}, {role: 'palmBackupRecord', db: 'admin'}]);"
