@@ -6,6 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 eval "$(scripts/test-deps.sh)"
+: "${PALM_AMQP_URL:?}" "${PALM_MONGO_URL:?}"
 # palmctl, the development CLI, is built alongside for the README's walkthrough.
 cargo build --locked --bins -p palmdao -p palmvalidator -p palmvalidator-discord -p palmplatformmetrics -p palmctl
 
@@ -26,14 +27,14 @@ export PALM__DISCORD__CLIENT_ID="${PALM__DISCORD__CLIENT_ID:-100000000000000001}
 export PALM__DISCORD__CLIENT_SECRET="${PALM__DISCORD__CLIENT_SECRET:-local-development-client-secret}"
 export PALM__DISCORD__BASE_URL="${PALM__DISCORD__BASE_URL:-http://127.0.0.1:9/api/v10}"
 echo "run-local: palmdao public API on http://$PALM__HTTP__ADDR" >&2
-pids=()
+# shellcheck source=scripts/lib/palm-services.sh
+source scripts/lib/palm-services.sh
 port=9091
 for service in palmdao palmvalidator palmvalidator-discord palmplatformmetrics; do
-  PALM__ADMIN__ADDR="127.0.0.1:$port" "target/debug/$service" &
-  pids+=($!)
+  palm_start "$service" - PALM__ADMIN__ADDR="127.0.0.1:$port"
   echo "run-local: $service admin on http://127.0.0.1:$port (/healthz /readyz /metrics)" >&2
   port=$((port + 1))
 done
-stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; }
+stop() { kill -TERM "${palm_pids[@]}" 2>/dev/null || true; }
 trap stop INT TERM
 wait

@@ -34,11 +34,10 @@ done
 st="$(scripts/tools/schemathesis.sh)"
 eval "$(scripts/test-deps.sh)"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-http_port="$(free_port)"
-admin_port="$(free_port)"
+# shellcheck source=scripts/lib/palm-services.sh
+source scripts/lib/palm-services.sh
+http_port="$(palm_free_port)"
+admin_port="$(palm_free_port)"
 run_id="apifuzz-$$-$(date +%s)"
 # One fixed prefix: the queues palmdao declares are reused run after run
 # instead of piling up on the shared broker (no other service consumes
@@ -50,13 +49,9 @@ reports="${API_FUZZ_REPORTS:-$work/reports}"
 mkdir -p "$reports"
 base="http://127.0.0.1:$http_port"
 
-palmdao_pid=""
 cleanup() {
   local status=$?
-  if [[ -n "$palmdao_pid" ]]; then
-    kill -TERM "$palmdao_pid" 2>/dev/null || true
-    wait "$palmdao_pid" 2>/dev/null || true
-  fi
+  palm_stop "${palm_pids[@]}"
   # The run's database (best effort; the stand-in keeps one per run otherwise).
   "$(scripts/tools/pymongo.sh)" -c 'import sys, pymongo
 pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=3000).drop_database(sys.argv[2])' \
@@ -71,23 +66,17 @@ pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=3000).drop_database(sy
 trap cleanup EXIT
 
 log "palmdao on $base (prefix $prefix, database $database)"
-PALM__HTTP__ADDR="127.0.0.1:$http_port" \
-PALM__ADMIN__ADDR="127.0.0.1:$admin_port" \
-PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX="$prefix" \
-PALM__MONGO__URL="$PALM_MONGO_URL" PALM__MONGO__DATABASE="$database" \
-PALM__AUTH__SESSION_KEY="api-fuzz-session-key-for-tests-only-0123456789" \
-PALM__AUTH__DOMAIN="127.0.0.1:$http_port" PALM__AUTH__URI="$base/v1/auth/siwe" \
-PALM__COMMUNITIES__CREATE_MIN_LEVEL=1 \
-PALM__HTTP__RATE_LIMIT_PER_SECOND=100000 PALM__HTTP__RATE_LIMIT_BURST=100000 \
-RUST_LOG="${RUST_LOG:-warn}" \
-  target/debug/palmdao >"$work/palmdao.log" 2>&1 &
-palmdao_pid=$!
-for _ in $(seq 1 150); do
-  curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-  kill -0 "$palmdao_pid" 2>/dev/null || { log "palmdao exited"; cat "$work/palmdao.log" >&2; exit 1; }
-  sleep 0.2
-done
-curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null || { log "palmdao not ready"; exit 1; }
+palm_start palmdao "$work/palmdao.log" \
+  PALM__HTTP__ADDR="127.0.0.1:$http_port" \
+  PALM__ADMIN__ADDR="127.0.0.1:$admin_port" \
+  PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX="$prefix" \
+  PALM__MONGO__URL="$PALM_MONGO_URL" PALM__MONGO__DATABASE="$database" \
+  PALM__AUTH__SESSION_KEY="api-fuzz-session-key-for-tests-only-0123456789" \
+  PALM__AUTH__DOMAIN="127.0.0.1:$http_port" PALM__AUTH__URI="$base/v1/auth/siwe" \
+  PALM__COMMUNITIES__CREATE_MIN_LEVEL=1 \
+  PALM__HTTP__RATE_LIMIT_PER_SECOND=100000 PALM__HTTP__RATE_LIMIT_BURST=100000 \
+  RUST_LOG="${RUST_LOG:-warn}"
+palm_wait_ready palmdao "$admin_port" "$PALM_PID" "$work/palmdao.log" 30
 
 # A real session: palmctl signs the SIWE message with a development key.
 export PALMCTL_API="$base" PALMCTL_SEED="api-fuzz-$run_id" \

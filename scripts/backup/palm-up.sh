@@ -10,13 +10,14 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 log() { echo "palm-up: $*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib/palm-services.sh
+source "$root/scripts/lib/palm-services.sh"
 
 start() {
   local state="$1" database="$2"
   mkdir -p "$state"
   : "${PALM_AMQP_URL:?PALM_AMQP_URL must name the broker}" "${PALM_MONGO_URL:?PALM_MONGO_URL must name MongoDB}"
-  local http; http="$(free_port)"
+  local http; http="$(palm_free_port)"
   export PALM_CONFIG_DIR=/nonexistent
   # One fixed queue prefix for every run: the queues are re-used, so runs
   # on a long-lived broker (CI's machine) do not pile up queues.
@@ -32,21 +33,13 @@ start() {
   export PALM__TELEMETRY__LOG_LEVEL=warn
   local service admin
   for service in palmdao palmvalidator; do
-    admin="$(free_port)"
-    PALM__ADMIN__ADDR="127.0.0.1:$admin" "$root/target/debug/$service" >"$state/$service.log" 2>&1 &
-    echo $! >"$state/$service.pid"
+    admin="$(palm_free_port)"
+    palm_start "$service" "$state/$service.log" PALM__ADMIN__ADDR="127.0.0.1:$admin"
+    echo "$PALM_PID" >"$state/$service.pid"
     echo "$admin" >"$state/$service.admin"
   done
-  local deadline=$((SECONDS + 60))
   for service in palmdao palmvalidator; do
-    admin="$(cat "$state/$service.admin")"
-    until curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1; do
-      if ! kill -0 "$(cat "$state/$service.pid")" 2>/dev/null; then
-        log "$service exited; its log:"; tail -n 20 "$state/$service.log" >&2; exit 1
-      fi
-      ((SECONDS < deadline)) || { log "$service not ready after 60 s"; tail -n 20 "$state/$service.log" >&2; exit 1; }
-      sleep 0.2
-    done
+    palm_wait_ready "$service" "$(cat "$state/$service.admin")" "$(cat "$state/$service.pid")" "$state/$service.log" 60
   done
   log "palmdao on http://127.0.0.1:$http and palmvalidator ready (database $database)"
   echo "export PALMCTL_API='http://127.0.0.1:$http' PALMCTL_DOMAIN=palm.test PALMCTL_URI=https://palm.test/v1/auth/siwe"
@@ -57,9 +50,7 @@ stop() {
   for service in palmdao palmvalidator; do
     [[ -f "$state/$service.pid" ]] || continue
     pid="$(cat "$state/$service.pid")"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true
+    palm_stop "$pid"
     rm -f "$state/$service.pid"
   done
 }

@@ -28,48 +28,33 @@ scripts/vendor-swagger-ui.sh --check
 # --- 2. palmdao ----------------------------------------------------------------
 eval "$(scripts/test-deps.sh)"
 : "${PALM_AMQP_URL:?}" "${PALM_MONGO_URL:?}"
-if [[ ! -x target/debug/palmdao ]]; then
-  log "target/debug/palmdao missing: building it"
-  cargo build --locked -p palmdao --bin palmdao >&2
-fi
+# shellcheck source=scripts/lib/palm-services.sh
+source scripts/lib/palm-services.sh
+palm_build_missing palmdao
 state="$root/.palm-test/docs-page"
 rm -rf "$state"
 mkdir -p "$state"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 prefix="palm-docs-check"
-pid=""
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
   local rc=$?
-  if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  # The run's queues go with it, in one rabbitmqctl call.
-  if [[ "$PALM_AMQP_URL" == *"@127.0.0.1:5672"* ]] && command -v rabbitmqctl >/dev/null; then
-    rabbitmqctl eval "length([rabbit_amqqueue:delete(Q, false, false, <<\"$prefix\">>)
-      || Q <- rabbit_amqqueue:list(<<\"/\">>),
-         binary:match(element(4, amqqueue:get_name(Q)), <<\"$prefix.\">>) =:= {0, ${#prefix} + 1}])." \
-      >/dev/null 2>&1 || log "could not delete the $prefix.* queues"
-  fi
+  palm_stop "${palm_pids[@]}"
+  # The run's queues go with it.
+  if [[ "$PALM_AMQP_URL" == *"@127.0.0.1:5672"* ]]; then palm_delete_queues "$prefix"; fi
   exit "$rc"
 }
 trap cleanup EXIT INT TERM
 
-api_port="$(free_port)"
-admin_port="$(free_port)"
-PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX="$prefix" \
+api_port="$(palm_free_port)"
+admin_port="$(palm_free_port)"
+launched=$SECONDS
+palm_start palmdao "$state/palmdao.log" \
+  PALM__AMQP__URL="$PALM_AMQP_URL" PALM__AMQP__PREFIX="$prefix" \
   PALM__MONGO__URL="$PALM_MONGO_URL" PALM__MONGO__DATABASE="palm_docs_check" \
   PALM__AUTH__SESSION_KEY="docs-page-check-session-key-not-secret" \
-  PALM__HTTP__ADDR="127.0.0.1:$api_port" PALM__ADMIN__ADDR="127.0.0.1:$admin_port" \
-  target/debug/palmdao >"$state/palmdao.log" 2>&1 &
-pid=$!
-launched=$SECONDS
-for _ in $(seq 1 120); do
-  curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-  kill -0 "$pid" 2>/dev/null || { tail -n 20 "$state/palmdao.log" >&2; log "FAIL palmdao exited"; exit 1; }
-  sleep 0.5
-done
-curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null \
-  || { tail -n 20 "$state/palmdao.log" >&2; log "FAIL palmdao not ready within 60 s"; exit 1; }
+  PALM__HTTP__ADDR="127.0.0.1:$api_port" PALM__ADMIN__ADDR="127.0.0.1:$admin_port"
+palm_wait_ready palmdao "$admin_port" "$PALM_PID" "$state/palmdao.log" 60
 log "palmdao ready on 127.0.0.1:$api_port in $((SECONDS - launched)) s (log in ${state#"$root"/}/palmdao.log)"
 
 # --- 3. the browser ------------------------------------------------------------

@@ -58,29 +58,18 @@ if [[ "$PALM_AMQP_URL" != *"@127.0.0.1:5672"* && "$PALM_AMQP_URL" != *"@localhos
 fi
 
 services=(palmdao palmvalidator palmvalidator-discord palmplatformmetrics)
-for service in "${services[@]}" palmctl; do
-  if [[ ! -x "target/debug/$service" ]]; then
-    log "target/debug/$service missing: building the services"
-    cargo build --locked --bins -p palmdao -p palmvalidator -p palmvalidator-discord -p palmplatformmetrics -p palmctl >&2
-    break
-  fi
-done
+# shellcheck source=scripts/lib/palm-services.sh
+source scripts/lib/palm-services.sh
+palm_build_missing "${services[@]}" palmctl
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 prefix="palm-obs-check"
-pids=()
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
   local rc=$?
-  if ((${#pids[@]})); then kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; fi
+  palm_stop "${palm_pids[@]}"
   # The run's queues go with it (fixed prefix, so nothing accumulates either
-  # way), in one rabbitmqctl call: each call starts an Erlang VM (~1 s).
-  if [[ "$rabbitmq_metrics" == 127.0.0.1:15692 ]]; then
-    rabbitmqctl eval "length([rabbit_amqqueue:delete(Q, false, false, <<\"$prefix\">>)
-      || Q <- rabbit_amqqueue:list(<<\"/\">>),
-         binary:match(element(4, amqqueue:get_name(Q)), <<\"$prefix.\">>) =:= {0, ${#prefix} + 1}])." \
-      >/dev/null 2>&1 || log "could not delete the $prefix.* queues"
-  fi
+  # way).
+  if [[ "$rabbitmq_metrics" == 127.0.0.1:15692 ]]; then palm_delete_queues "$prefix"; fi
   exit "$rc"
 }
 trap cleanup EXIT INT TERM
@@ -93,28 +82,24 @@ export PALM__COMMUNITIES__CREATE_MIN_LEVEL=1
 export PALM__MONGO__COMMAND_METRICS=true
 # Placeholder Discord application, against a fake Discord on loopback that
 # answers one 429, then refuses codes (scripts/observability/fake_discord.py).
-discord_port="$(free_port)"
+discord_port="$(palm_free_port)"
 python3 scripts/observability/fake_discord.py "$discord_port" >"$state/fake-discord.log" 2>&1 &
-pids+=($!)
+palm_pids+=($!)
 export PALM__DISCORD__CLIENT_ID=100000000000000001 PALM__DISCORD__CLIENT_SECRET=observability-check-secret
 export PALM__DISCORD__BASE_URL="http://127.0.0.1:$discord_port/api/v10"
-api_port="$(free_port)"
+api_port="$(palm_free_port)"
 targets=""
 for service in "${services[@]}"; do
-  port="$(free_port)"
-  if [[ "$service" == palmdao ]]; then
-    PALM__HTTP__ADDR="127.0.0.1:$api_port" PALM__ADMIN__ADDR="127.0.0.1:$port" \
-      "target/debug/$service" >"$state/$service.log" 2>&1 &
-  else
-    PALM__ADMIN__ADDR="127.0.0.1:$port" "target/debug/$service" >"$state/$service.log" 2>&1 &
-  fi
-  pids+=($!)
+  port="$(palm_free_port)"
+  vars=(PALM__ADMIN__ADDR="127.0.0.1:$port")
+  [[ "$service" != palmdao ]] || vars+=(PALM__HTTP__ADDR="127.0.0.1:$api_port")
+  palm_start "$service" "$state/$service.log" "${vars[@]}"
   targets+="  - job_name: $service
     static_configs: [{targets: ['127.0.0.1:$port']}]
 "
 done
 
-prom_port="$(free_port)"
+prom_port="$(palm_free_port)"
 cat >"$state/prometheus.yml" <<EOF
 # Written by scripts/observability/check.sh; jobs named as docs/observability.md says.
 global:
@@ -129,7 +114,7 @@ $targets  - job_name: rabbitmq
 EOF
 "$prom_bin/prometheus" --config.file="$state/prometheus.yml" --storage.tsdb.path="$state/data" \
   --web.listen-address="127.0.0.1:$prom_port" >"$state/prometheus.log" 2>&1 &
-pids+=($!)
+palm_pids+=($!)
 prom="http://127.0.0.1:$prom_port"
 log "prometheus on $prom, services' logs in ${state#"$root"/}/"
 
