@@ -12,7 +12,7 @@ test: ## run every test: the Rust suite against the real RabbitMQ and MongoDB (o
 	@$(MAKE) --no-print-directory check
 
 test-rust: ## the Rust tests only, starting RabbitMQ and the MongoDB stand-in if they are missing
-	@eval "$$(scripts/test-deps.sh)" && cargo build --workspace --bins --locked && cargo nextest run --workspace --locked
+	@eval "$$(scripts/test-deps.sh)" && scripts/sweep-test-queues.sh && cargo build --workspace --bins --locked && cargo nextest run --workspace --locked
 
 # Each delivery area adds its own check-<area> target here; every one installs
 # its pinned tools (scripts/tools/) before it runs.
