@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use palm_amqp::{Broker, QueueSpec, Topology};
-use palm_core::eth::LocalKey;
+use palm_core::eth::{AddressText, LocalKey};
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_mongo::mongodb::Database;
 use palm_mongo::mongodb::bson::doc;
@@ -458,7 +458,7 @@ fn sign_votes(voters: &[Voter], proposal: &str, count: usize) -> Vec<(Arc<str>, 
                 "choice": message.choice,
                 "timestamp": message.timestamp,
                 "address": voter.key.address().to_checksummed(),
-                "signature": signature.to_hex(),
+                "signature": signature.to_string(),
             });
             (Arc::clone(&voter.token), serde_json::to_vec(&body).unwrap())
         })

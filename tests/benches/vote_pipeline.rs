@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as Span, Utc};
 use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use palm_core::eth::LocalKey;
+use palm_core::eth::{AddressText, LocalKey};
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_testkit::process::{ServiceProcess, binary};
 use palm_tests::palmdao::{Palmdao, key};
@@ -70,7 +70,7 @@ fn sign(proposal: &str, voters: &[Voter], count: usize, first_timestamp: u64) ->
                 body: json!({
                     "choice": choice, "timestamp": timestamp,
                     "address": voter.key.address().to_checksummed(),
-                    "signature": signature.to_hex(),
+                    "signature": signature.to_string(),
                 }),
             }
         })

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use palm_core::eth::{LocalKey, keccak256};
+use palm_core::eth::{AddressText, LocalKey, keccak256};
 use palm_core::siwe::SiweMessage;
 use palm_testkit::process::{ServiceProcess, binary};
 use serde_json::{Value, json};
@@ -169,7 +169,7 @@ impl Palmdao {
     /// Signs `message` with `key` and posts it.
     pub async fn sign_in_with(&self, message: &SiweMessage, key: &LocalKey) -> (u16, Value) {
         let text = message.to_string();
-        let signature = key.sign_personal(text.as_bytes()).unwrap().to_hex();
+        let signature = key.sign_personal(text.as_bytes()).unwrap().to_string();
         self.send(
             reqwest::Method::POST,
             "/v1/auth/siwe",

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use palm_core::eth::AddressText;
 use palm_core::events::VoteSubmitted;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_testkit::eventually;

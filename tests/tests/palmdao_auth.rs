@@ -6,6 +6,7 @@
 type Case = (Box<dyn Fn(&mut SiweMessage)>, &'static str);
 
 use chrono::Utc;
+use palm_core::eth::AddressText;
 use palm_core::siwe::SiweMessage;
 use palm_tests::palmdao::{Palmdao, key};
 use serde_json::{Value, json};
@@ -93,7 +94,7 @@ async fn sign_in_refusals_have_distinct_codes() {
     // Tampered after signing, and signed by someone else.
     let message = palmdao.message(&alice, &palmdao.nonce().await);
     let text = message.to_string();
-    let signature = alice.sign_personal(text.as_bytes()).unwrap().to_hex();
+    let signature = alice.sign_personal(text.as_bytes()).unwrap().to_string();
     let tampered = text.replace("Sign in to Palm", "Sign in to Palm and more");
     let (status, body) = palmdao
         .send(

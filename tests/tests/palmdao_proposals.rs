@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use palm_core::eth::AddressText;
 use palm_core::events::VoteSubmitted;
 use palm_testkit::eventually;
 use palm_tests::palmdao::{FakeValidator, Palmdao, key};

@@ -14,6 +14,7 @@ use chrono::{Duration as Span, Utc};
 use futures_util::TryStreamExt;
 use palm_amqp::{OutgoingMessage, QueueSpec};
 use palm_core::Envelope;
+use palm_core::eth::AddressText;
 use palm_core::events::{ProposalClosed, ProposalOpened, VoteRejected, VoteValidated};
 use palm_testkit::eventually;
 use palm_tests::palmdao::{FakeValidator, Palmdao, key};

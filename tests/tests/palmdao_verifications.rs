@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use palm_amqp::OutgoingMessage;
 use palm_core::Envelope;
+use palm_core::eth::AddressText;
 use palm_core::events::{VerificationCompleted, VerificationOutcome};
 use palm_testkit::eventually;
 use palm_tests::palmdao::{FakeValidator, Palmdao, key};
@@ -42,7 +43,10 @@ fn verified(subject: &str) -> VerificationOutcome {
 async fn wallet_proof(palmdao: &Palmdao) -> Value {
     let wallet = key(&format!("link-{}", Uuid::new_v4()));
     let message = palmdao.message(&wallet, &palmdao.nonce().await).to_string();
-    let signature = wallet.sign_personal(message.as_bytes()).unwrap().to_hex();
+    let signature = wallet
+        .sign_personal(message.as_bytes())
+        .unwrap()
+        .to_string();
     json!({ "kind": "wallet", "message": message, "signature": signature })
 }
 

@@ -14,6 +14,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
 use palm_amqp::{OutgoingMessage, QueueSpec};
 use palm_core::Envelope;
+use palm_core::eth::AddressText;
 use palm_core::events::{VerificationCompleted, VerificationOutcome, VoteRejected, VoteValidated};
 use palm_testkit::eventually;
 use palm_tests::ServiceEnv;
@@ -153,7 +154,10 @@ async fn seed(palmdao: &Palmdao, validator: &FakeValidator, db: &mongodb::Databa
     let second = palm_tests::palmdao::key(&format!("carol-2-{}", Uuid::new_v4()));
     let nonce = palmdao.nonce().await;
     let message = palmdao.message(&second, &nonce).to_string();
-    let link_signature = second.sign_personal(message.as_bytes()).unwrap().to_hex();
+    let link_signature = second
+        .sign_personal(message.as_bytes())
+        .unwrap()
+        .to_string();
     let link = post(
         palmdao,
         "/v1/me/verifications",

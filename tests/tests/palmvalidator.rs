@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use palm_amqp::{Broker, Consumer, Incoming, OutgoingMessage, Publisher, QueueSpec, Topology, dlq};
 use palm_core::Envelope;
-use palm_core::eth::LocalKey;
+use palm_core::eth::{AddressText, LocalKey};
 use palm_core::events::{ProposalRules, VoteSubmitted, VoterFacts, WalletVerificationRequested};
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_testkit::eventually;
@@ -228,7 +228,7 @@ fn sign(vote: &mut VoteSubmitted, signer: &LocalKey, domain: &VoteDomain) {
         voter: vote.address.parse().unwrap(),
         app: vote.app.clone(),
     };
-    vote.signature = message.sign(domain, signer).unwrap().to_hex();
+    vote.signature = message.sign(domain, signer).unwrap().to_string();
 }
 
 /// A vote by `signer` of `voting_type` with `strategy` and `choice`, signed.
@@ -572,7 +572,7 @@ fn link_request(domain: &str, key: &LocalKey, now: DateTime<Utc>) -> WalletVerif
     WalletVerificationRequested {
         verification_id: Uuid::now_v7(),
         palm_id: Uuid::now_v7(),
-        signature: key.sign_personal(message.as_bytes()).unwrap().to_hex(),
+        signature: key.sign_personal(message.as_bytes()).unwrap().to_string(),
         message,
     }
 }
@@ -614,7 +614,7 @@ async fn wallet_proofs_are_verified_with_the_address_or_rejected_with_the_siwe_c
     forged.payload.signature = key("someone else")
         .sign_personal(forged.payload.message.as_bytes())
         .unwrap()
-        .to_hex();
+        .to_string();
     bus.publish(&forged).await;
     let rejected = bus
         .verification_result(forged.payload.verification_id)

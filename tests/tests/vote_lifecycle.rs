@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Span, Utc};
 use palm_amqp::QueueSpec;
-use palm_core::eth::LocalKey;
+use palm_core::eth::{AddressText, LocalKey};
 use palm_core::events::ProposalClosed;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_testkit::eventually;
@@ -66,7 +66,7 @@ async fn cast(
                 "choice": sent,
                 "timestamp": timestamp,
                 "address": signer.address().to_checksummed(),
-                "signature": signature.to_hex(),
+                "signature": signature.to_string(),
             }),
         )
         .await;

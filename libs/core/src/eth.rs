@@ -1,21 +1,26 @@
-//! Ethereum primitives Palm verifies with: keccak-256, EIP-55 addresses,
-//! 65-byte recoverable secp256k1 signatures, and EIP-191 `personal_sign`
-//! message hashing. Signing is here too, for tests and the development CLI.
+//! Ethereum primitives, from alloy (ADR 0021): [`Address`] (EIP-55
+//! checksums), [`Signature`] (65-byte recoverable secp256k1, recovery through
+//! k256), [`keccak256`], EIP-191 `personal_sign` hashing
+//! ([`personal_message_hash`]) and EIP-712 [`TypedData`] read from the JSON
+//! wallets sign with `eth_signTypedData_v4`.
+//!
+//! What stays Palm's is the policy of which text it accepts, stricter than
+//! alloy's `FromStr`: [`parse_address`] wants the `0x` prefix and refuses a
+//! mixed-case address whose checksum is wrong; [`parse_signature`] wants
+//! exactly `0x` + 130 hex digits, `v` of 0, 1, 27 or 28 (no EIP-155 `v`) and
+//! a low `s` (EIP-2: the high-`s` twin of a signature is refused, not
+//! normalised). [`AddressText`] writes an address the two ways Palm does:
+//! lowercase to store and compare, checksummed to show. [`LocalKey`] signs,
+//! for tests and the development CLI only: services verify, they never sign.
 
 use std::fmt;
-use std::str::FromStr;
 
-use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, SigningKey, VerifyingKey};
-use tiny_keccak::{Hasher, Keccak};
+pub use alloy_dyn_abi::TypedData;
+pub use alloy_primitives::{
+    Address, B256, Signature, eip191_hash_message as personal_message_hash, keccak256,
+};
 
-/// Keccak-256 (Ethereum's hash, not NIST SHA3-256).
-pub fn keccak256(data: &[u8]) -> [u8; 32] {
-    let mut hasher = Keccak::v256();
-    hasher.update(data);
-    let mut out = [0_u8; 32];
-    hasher.finalize(&mut out);
-    out
-}
+use k256::ecdsa::SigningKey;
 
 /// Why an Ethereum value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +31,7 @@ pub enum EthError {
     /// Mixed-case address whose EIP-55 checksum does not match.
     #[error("address checksum (EIP-55) does not match")]
     BadChecksum,
-    /// Not `0x` followed by 130 hex digits with v of 0, 1, 27 or 28.
+    /// Not `0x` followed by 130 hex digits with v of 0, 1, 27 or 28 and a low s.
     #[error("not a 65-byte signature")]
     MalformedSignature,
     /// The signature does not recover to any public key.
@@ -34,165 +39,77 @@ pub enum EthError {
     Unrecoverable,
 }
 
-/// A 20-byte account address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Address([u8; 20]);
-
-impl Address {
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; 20] {
-        &self.0
-    }
-
-    /// From raw bytes.
-    pub fn from_bytes(bytes: [u8; 20]) -> Self {
-        Self(bytes)
-    }
-
-    /// The address of a public key: the last 20 bytes of the keccak of its
-    /// uncompressed encoding without the 0x04 prefix.
-    pub fn from_verifying_key(key: &VerifyingKey) -> Self {
-        let point = key.to_encoded_point(false);
-        let hash = keccak256(&point.as_bytes()[1..]);
-        let mut out = [0_u8; 20];
-        out.copy_from_slice(&hash[12..]);
-        Self(out)
-    }
-
+/// The two ways Palm writes an address.
+pub trait AddressText {
     /// `0x`-prefixed lowercase hex: the form Palm stores and compares.
-    pub fn to_lower_hex(&self) -> String {
-        format!("0x{}", hex::encode(self.0))
-    }
-
+    fn to_lower_hex(&self) -> String;
     /// EIP-55 mixed-case checksummed form, as wallets display it.
-    pub fn to_checksummed(&self) -> String {
-        let lower = hex::encode(self.0);
-        let hash = keccak256(lower.as_bytes());
-        let mut out = String::with_capacity(42);
-        out.push_str("0x");
-        for (i, c) in lower.chars().enumerate() {
-            let nibble = (hash[i / 2] >> (if i % 2 == 0 { 4 } else { 0 })) & 0x0f;
-            out.push(if c.is_ascii_alphabetic() && nibble >= 8 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            });
-        }
-        out
+    fn to_checksummed(&self) -> String;
+}
+
+impl AddressText for Address {
+    fn to_lower_hex(&self) -> String {
+        format!("{self:#x}")
     }
 
-    /// Parses an address that must be in EIP-55 checksummed form (as
-    /// EIP-4361 requires), rather than accepting any case.
-    pub fn parse_checksummed(text: &str) -> Result<Self, EthError> {
-        let address: Self = text.parse()?;
-        if address.to_checksummed() != text {
-            return Err(EthError::BadChecksum);
-        }
-        Ok(address)
+    fn to_checksummed(&self) -> String {
+        self.to_checksum(None)
     }
 }
 
-impl FromStr for Address {
-    type Err = EthError;
-
-    /// Accepts all-lowercase, all-uppercase, or a correctly checksummed mix.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let digits = text.strip_prefix("0x").ok_or(EthError::MalformedAddress)?;
-        if digits.len() != 40 {
-            return Err(EthError::MalformedAddress);
-        }
-        let mut bytes = [0_u8; 20];
-        hex::decode_to_slice(digits, &mut bytes).map_err(|_| EthError::MalformedAddress)?;
-        let address = Self(bytes);
-        let mixed = digits.chars().any(|c| c.is_ascii_lowercase())
-            && digits.chars().any(|c| c.is_ascii_uppercase());
-        if mixed && address.to_checksummed() != text {
-            return Err(EthError::BadChecksum);
-        }
-        Ok(address)
+/// An address as API clients and wallets write it: all-lowercase,
+/// all-uppercase, or a correctly checksummed mix, always `0x`-prefixed.
+pub fn parse_address(text: &str) -> Result<Address, EthError> {
+    let digits = text.strip_prefix("0x").ok_or(EthError::MalformedAddress)?;
+    if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(EthError::MalformedAddress);
     }
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_checksummed())
+    let mixed = digits.bytes().any(|b| b.is_ascii_lowercase())
+        && digits.bytes().any(|b| b.is_ascii_uppercase());
+    if mixed {
+        return Address::parse_checksummed(text, None).map_err(|_| EthError::BadChecksum);
     }
+    text.parse().map_err(|_| EthError::MalformedAddress)
 }
 
-impl fmt::Debug for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Address({})", self.to_checksummed())
+/// An address that must be in EIP-55 checksummed form, as EIP-4361 requires.
+pub fn parse_checksummed_address(text: &str) -> Result<Address, EthError> {
+    let address = parse_address(text).map_err(|_| EthError::BadChecksum)?;
+    if address.to_checksum(None) != text {
+        return Err(EthError::BadChecksum);
     }
+    Ok(address)
 }
 
-/// A recoverable signature: r ‖ s ‖ v, 65 bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Signature {
-    rs: [u8; 64],
-    /// Recovery id, 0 or 1 (wallets send 27/28; both are accepted).
-    recovery: u8,
-}
-
-impl fmt::Debug for Signature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Signature({})", self.to_hex())
+/// A signature as wallets return it: `0x` + r ‖ s ‖ v (v 0/1 or 27/28), low s.
+pub fn parse_signature(text: &str) -> Result<Signature, EthError> {
+    let digits = text
+        .strip_prefix("0x")
+        .ok_or(EthError::MalformedSignature)?;
+    let mut bytes = [0_u8; 65];
+    alloy_primitives::hex::decode_to_slice(digits, &mut bytes)
+        .map_err(|_| EthError::MalformedSignature)?;
+    if !matches!(bytes[64], 0 | 1 | 27 | 28) {
+        return Err(EthError::MalformedSignature);
     }
-}
-
-impl Signature {
-    /// `0x` + r ‖ s ‖ v with v as 27 or 28, the form wallets return.
-    pub fn to_hex(&self) -> String {
-        let mut bytes = [0_u8; 65];
-        bytes[..64].copy_from_slice(&self.rs);
-        bytes[64] = self.recovery + 27;
-        format!("0x{}", hex::encode(bytes))
+    let signature = Signature::from_raw_array(&bytes).map_err(|_| EthError::MalformedSignature)?;
+    if signature.normalize_s().is_some() {
+        return Err(EthError::MalformedSignature);
     }
+    Ok(signature)
+}
 
-    /// The signer of `prehash` (a 32-byte digest).
-    pub fn recover(&self, prehash: &[u8; 32]) -> Result<Address, EthError> {
-        let signature =
-            EcdsaSignature::from_slice(&self.rs).map_err(|_| EthError::MalformedSignature)?;
-        // Ethereum (EIP-2) only accepts low-s signatures; a high-s one is
-        // the malleated twin of a valid signature.
-        if signature.normalize_s().is_some() {
-            return Err(EthError::MalformedSignature);
-        }
-        let recovery = RecoveryId::from_byte(self.recovery).ok_or(EthError::MalformedSignature)?;
-        let key = VerifyingKey::recover_from_prehash(prehash, &signature, recovery)
-            .map_err(|_| EthError::Unrecoverable)?;
-        Ok(Address::from_verifying_key(&key))
+/// The signer of `prehash` (a 32-byte digest).
+pub fn recover(signature: &Signature, prehash: &B256) -> Result<Address, EthError> {
+    if signature.normalize_s().is_some() {
+        return Err(EthError::MalformedSignature);
     }
+    signature
+        .recover_address_from_prehash(prehash)
+        .map_err(|_| EthError::Unrecoverable)
 }
 
-impl FromStr for Signature {
-    type Err = EthError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let digits = text
-            .strip_prefix("0x")
-            .ok_or(EthError::MalformedSignature)?;
-        let mut bytes = [0_u8; 65];
-        hex::decode_to_slice(digits, &mut bytes).map_err(|_| EthError::MalformedSignature)?;
-        let recovery = match bytes[64] {
-            0 | 27 => 0,
-            1 | 28 => 1,
-            _ => return Err(EthError::MalformedSignature),
-        };
-        let mut rs = [0_u8; 64];
-        rs.copy_from_slice(&bytes[..64]);
-        Ok(Self { rs, recovery })
-    }
-}
-
-/// EIP-191 version 0x45 (`personal_sign`) digest of `message`.
-pub fn personal_message_hash(message: &[u8]) -> [u8; 32] {
-    let mut data = format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
-    data.extend_from_slice(message);
-    keccak256(&data)
-}
-
-/// A local secp256k1 key, for tests and the development CLI only: services
-/// verify, they never sign.
+/// A local secp256k1 key, for tests and the development CLI only.
 #[derive(Clone)]
 pub struct LocalKey(SigningKey);
 
@@ -210,23 +127,23 @@ impl LocalKey {
             .map_err(|_| EthError::MalformedSignature)
     }
 
-    /// Its address.
-    pub fn address(&self) -> Address {
-        Address::from_verifying_key(self.0.verifying_key())
+    /// A development key: the keccak-256 of `seed`.
+    pub fn from_seed(seed: &[u8]) -> Result<Self, EthError> {
+        Self::from_bytes(&keccak256(seed).0)
     }
 
-    /// Signs a 32-byte digest (RFC 6979 deterministic, low-s).
-    pub fn sign_prehash(&self, prehash: &[u8; 32]) -> Result<Signature, EthError> {
+    /// Its address.
+    pub fn address(&self) -> Address {
+        Address::from_private_key(&self.0)
+    }
+
+    /// Signs a 32-byte digest (RFC 6979 deterministic, low s).
+    pub fn sign_prehash(&self, prehash: &B256) -> Result<Signature, EthError> {
         let (signature, recovery) = self
             .0
-            .sign_prehash_recoverable(prehash)
+            .sign_prehash_recoverable(prehash.as_slice())
             .map_err(|_| EthError::MalformedSignature)?;
-        let mut rs = [0_u8; 64];
-        rs.copy_from_slice(&signature.to_bytes());
-        Ok(Signature {
-            rs,
-            recovery: recovery.to_byte(),
-        })
+        Ok(Signature::from((signature, recovery)))
     }
 
     /// Signs `message` the way `personal_sign` does (EIP-191).
@@ -240,56 +157,66 @@ mod tests {
     use super::*;
 
     fn cow() -> LocalKey {
-        LocalKey::from_bytes(&keccak256(b"cow")).unwrap()
+        LocalKey::from_seed(b"cow").unwrap()
     }
 
     #[test]
     fn keccak_of_empty_input() {
         assert_eq!(
-            hex::encode(keccak256(b"")),
-            "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+            keccak256(b"").to_string(),
+            "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
         );
     }
 
     #[test]
     fn eip55_examples_round_trip() {
-        // From the EIP-55 specification.
+        // From the EIP-55 specification: mixed, all caps and all lowercase
+        // checksums.
         for text in [
             "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
             "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
             "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
             "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+            "0x52908400098527886E0F7030069857D2E4169EE7",
+            "0xde709f2102306220921060314715629080e2fb77",
         ] {
-            let address: Address = text.parse().unwrap();
+            let address = parse_address(text).unwrap();
             assert_eq!(address.to_checksummed(), text);
-            assert_eq!(Address::parse_checksummed(text).unwrap(), address);
+            assert_eq!(parse_checksummed_address(text).unwrap(), address);
         }
         assert_eq!(
-            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
-                .parse::<Address>()
+            parse_address("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed")
                 .unwrap()
                 .to_checksummed(),
             "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
         );
         assert_eq!(
-            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD".parse::<Address>(),
+            parse_address("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"),
             Err(EthError::BadChecksum)
         );
         assert_eq!(
-            Address::parse_checksummed("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"),
+            parse_checksummed_address("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"),
             Err(EthError::BadChecksum)
         );
-        assert_eq!(
-            "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed".parse::<Address>(),
-            Err(EthError::MalformedAddress)
-        );
+        for malformed in [
+            "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1bea",
+            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaedff",
+            "0xgaaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        ] {
+            assert_eq!(parse_address(malformed), Err(EthError::MalformedAddress));
+        }
     }
 
     #[test]
-    fn the_cow_key_has_the_eip712_example_address() {
+    fn lower_hex_is_prefixed_and_lowercase() {
         assert_eq!(
             cow().address().to_lower_hex(),
             "0xcd2a3d9f938e13cd947ec05abc7fe734df8dd826"
+        );
+        assert_eq!(
+            cow().address().to_checksummed(),
+            "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"
         );
     }
 
@@ -297,22 +224,52 @@ mod tests {
     fn personal_sign_round_trips_and_detects_tampering() {
         let key = cow();
         let signature = key.sign_personal(b"hello palm").unwrap();
-        let parsed: Signature = signature.to_hex().parse().unwrap();
+        let parsed = parse_signature(&signature.to_string()).unwrap();
+        assert_eq!(parsed, signature);
         assert_eq!(
-            parsed
-                .recover(&personal_message_hash(b"hello palm"))
-                .unwrap(),
+            recover(&parsed, &personal_message_hash(b"hello palm")).unwrap(),
             key.address()
         );
         assert_ne!(
-            parsed
-                .recover(&personal_message_hash(b"hello palm!"))
-                .unwrap(),
+            recover(&parsed, &personal_message_hash(b"hello palm!")).unwrap(),
             key.address()
         );
+        assert_eq!(parse_signature("0x1234"), Err(EthError::MalformedSignature));
+    }
+
+    #[test]
+    fn only_the_wallet_encodings_of_v_and_a_low_s_are_accepted() {
+        let text = cow().sign_personal(b"v").unwrap().to_string();
+        let with_v = |v: &str| format!("{}{v}", &text[..text.len() - 2]);
+        let v27 = parse_signature(&with_v("1b")).unwrap();
+        assert_eq!(parse_signature(&with_v("00")).unwrap(), v27);
         assert_eq!(
-            "0x1234".parse::<Signature>(),
+            parse_signature(&with_v("1c")).unwrap(),
+            parse_signature(&with_v("01")).unwrap()
+        );
+        // EIP-155 style v (chain id 1: 37/38) is a transaction encoding.
+        assert_eq!(
+            parse_signature(&with_v("25")),
             Err(EthError::MalformedSignature)
         );
+        // The high-s twin of a valid signature recovers the same address in
+        // lenient libraries; Palm refuses it.
+        // A signature from k256 has a low s; its twin has n - s.
+        assert!(v27.normalize_s().is_none());
+        let n = alloy_primitives::U256::from_str_radix(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+            16,
+        )
+        .unwrap();
+        let high_s = Signature::new(v27.r(), n - v27.s(), !v27.v());
+        assert_eq!(
+            parse_signature(&high_s.to_string()),
+            Err(EthError::MalformedSignature)
+        );
+        assert_eq!(
+            recover(&high_s, &personal_message_hash(b"v")),
+            Err(EthError::MalformedSignature)
+        );
+        assert!(parse_signature(&text.replace("0x", "")).is_err());
     }
 }

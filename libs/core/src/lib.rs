@@ -8,14 +8,14 @@
 //!   decoding rules (unknown fields ignored, unknown schema version rejected).
 //! - [`events`]: one payload struct per event type.
 //! - [`settings`]: [`InvalidSetting`], the error that names a bad config key.
-//! - [`eth`]: keccak-256, EIP-55 addresses, recoverable signatures, EIP-191.
-//! - [`eip712`]: typed structured data hashing (signed votes).
+//! - [`eth`]: the Ethereum primitives, alloy's (ADR 0021): addresses,
+//!   signatures and recovery, keccak-256, EIP-191 and EIP-712 typed data; with
+//!   the strict text forms Palm accepts and a local signing key.
 //! - [`siwe`]: Sign-In with Ethereum (EIP-4361) messages: parse and verify.
 //! - [`vote`]: the EIP-712 `Vote` a voter's wallet signs.
 //! - [`voting`]: the open sets of voting types (how a choice allocates
 //!   power) and voting-power strategies, looked up by name.
 
-pub mod eip712;
 pub mod envelope;
 pub mod eth;
 pub mod events;

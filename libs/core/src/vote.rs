@@ -6,17 +6,42 @@
 //! Vote(string proposal,string choice,uint64 timestamp,address voter,string app)
 //! ```
 //!
-//! `choice` is signed as text: the choice's canonical JSON (compact, object
-//! keys sorted) — `2`, `[1,3]`, `{"1":2,"3":1}`. One string field keeps the
+//! `choice` is signed as text: exactly what a browser dApp signs, the
+//! choice's `JSON.stringify` — compact, object keys in JavaScript's order
+//! (integer-like keys ascending numerically, so `{"2":1,"10":3}`), arrays in
+//! their order: `2`, `[1,3]`, `{"1":2,"3":1}`. One string field keeps the
 //! typed data the same for every voting type, so a new type (`quadratic`,
 //! `ranked-choice`) needs no new signing shape. The API receives the choice
-//! as JSON and re-derives the same text with [`canonical_choice`].
+//! as JSON and re-derives the same text with [`canonical_choice`]; only that
+//! text is accepted (one vote has one signed form).
+//!
+//! The struct is declared with alloy's `sol!`, so its type hash is fixed at
+//! compile time; [`VoteMessage::typed_data`] is the same struct as the JSON
+//! document wallets take (`eth_signTypedData_v4`).
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use alloy_primitives::U256;
+use alloy_sol_types::{Eip712Domain, SolStruct};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::eip712::{Eip712Error, TypedData};
-use crate::eth::{Address, EthError, LocalKey, Signature};
+use crate::eth::{self, Address, B256, EthError, LocalKey, Signature, TypedData};
+
+mod typed {
+    #![allow(missing_docs, unreachable_pub)]
+    alloy_sol_types::sol! {
+        #[derive(Debug, serde::Serialize)]
+        struct Vote {
+            string proposal;
+            string choice;
+            uint64 timestamp;
+            address voter;
+            string app;
+        }
+    }
+}
 
 /// The EIP-712 domain votes are signed under (from configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +64,18 @@ impl Default for VoteDomain {
     }
 }
 
+impl VoteDomain {
+    fn eip712(&self) -> Eip712Domain {
+        Eip712Domain::new(
+            Some(Cow::Owned(self.name.clone())),
+            Some(Cow::Owned(self.version.clone())),
+            Some(U256::from(self.chain_id)),
+            None,
+            None,
+        )
+    }
+}
+
 /// One vote as signed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoteMessage {
@@ -54,100 +91,102 @@ pub struct VoteMessage {
     pub app: String,
 }
 
-/// The choice's canonical text: compact JSON with object keys sorted, so
-/// the signer and the verifier derive the same bytes whatever key order the
-/// JSON travelled in.
+/// The choice's signed text: what JavaScript's `JSON.stringify` writes for
+/// it, so the text a browser wallet signed and the one the verifier derives
+/// are the same bytes whatever key order the JSON travelled in.
+///
+/// Object keys that are array indices (`0`, `7`, `10`: canonical decimal
+/// below 2^32 − 1) come first in ascending numeric order, as in every
+/// JavaScript engine; other keys (no voting type has any) follow in code
+/// point order, standing in for JavaScript's insertion order, which JSON
+/// parsing does not keep.
 pub fn canonical_choice(choice: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
+    let mut out = String::new();
+    write_js(choice, &mut out);
+    out
+}
+
+fn array_index(key: &str) -> Option<u32> {
+    key.parse::<u32>()
+        .ok()
+        .filter(|n| *n != u32::MAX && n.to_string() == key)
+}
+
+fn write_js(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|(a, _), (b, _)| match (array_index(a), array_index(b)) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.cmp(b),
+            });
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{}:", Value::String(key.clone()));
+                write_js(item, out);
             }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_js(item, out);
+            }
+            out.push(']');
+        }
+        scalar => {
+            let _ = write!(out, "{scalar}");
         }
     }
-    sorted(choice).to_string()
 }
 
 impl VoteMessage {
+    fn typed(&self) -> typed::Vote {
+        typed::Vote {
+            proposal: self.proposal.clone(),
+            choice: canonical_choice(&self.choice),
+            timestamp: self.timestamp,
+            voter: self.voter,
+            app: self.app.clone(),
+        }
+    }
+
     /// The typed data a wallet is asked to sign (`eth_signTypedData_v4`).
+    /// The voter is written checksummed, as wallets display it.
     pub fn typed_data(&self, domain: &VoteDomain) -> TypedData {
-        let document = json!({
-            "types": {
-                "EIP712Domain": [
-                    { "name": "name", "type": "string" },
-                    { "name": "version", "type": "string" },
-                    { "name": "chainId", "type": "uint256" }
-                ],
-                "Vote": [
-                    { "name": "proposal", "type": "string" },
-                    { "name": "choice", "type": "string" },
-                    { "name": "timestamp", "type": "uint64" },
-                    { "name": "voter", "type": "address" },
-                    { "name": "app", "type": "string" }
-                ]
-            },
-            "primaryType": "Vote",
-            "domain": { "name": domain.name, "version": domain.version, "chainId": domain.chain_id },
-            "message": {
-                "proposal": self.proposal,
-                "choice": canonical_choice(&self.choice),
-                "timestamp": self.timestamp,
-                "voter": self.voter.to_checksummed(),
-                "app": self.app,
-            }
-        });
-        // The document above is built from fixed, well-formed parts.
-        serde_json::from_value(document).unwrap_or_else(|_| unreachable!("typed data shape"))
+        let mut data = TypedData::from_struct(&self.typed(), Some(domain.eip712()));
+        data.message["voter"] = Value::String(self.voter.to_checksum(None));
+        data
     }
 
     /// The digest signed.
-    pub fn signing_hash(&self, domain: &VoteDomain) -> Result<[u8; 32], Eip712Error> {
-        self.typed_data(domain).signing_hash()
+    pub fn signing_hash(&self, domain: &VoteDomain) -> B256 {
+        self.typed().eip712_signing_hash(&domain.eip712())
     }
 
     /// Signs with `key` (development CLI and tests).
-    pub fn sign(
-        &self,
-        domain: &VoteDomain,
-        key: &LocalKey,
-    ) -> Result<Signature, VoteSignatureError> {
-        Ok(key.sign_prehash(&self.signing_hash(domain)?)?)
+    pub fn sign(&self, domain: &VoteDomain, key: &LocalKey) -> Result<Signature, EthError> {
+        key.sign_prehash(&self.signing_hash(domain))
     }
 
     /// The address that signed `signature` over this vote.
-    pub fn recover(
-        &self,
-        domain: &VoteDomain,
-        signature: &Signature,
-    ) -> Result<Address, VoteSignatureError> {
-        Ok(signature.recover(&self.signing_hash(domain)?)?)
+    pub fn recover(&self, domain: &VoteDomain, signature: &Signature) -> Result<Address, EthError> {
+        eth::recover(signature, &self.signing_hash(domain))
     }
-}
-
-/// Why a vote could not be signed or its signer recovered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VoteSignatureError {
-    /// The vote does not fit the typed-data shape.
-    #[error(transparent)]
-    TypedData(#[from] Eip712Error),
-    /// The signature is malformed or recovers no key.
-    #[error(transparent)]
-    Signature(#[from] EthError),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eth::keccak256;
+    use serde_json::json;
 
     fn vote(voter: Address) -> VoteMessage {
         VoteMessage {
@@ -159,19 +198,32 @@ mod tests {
         }
     }
 
+    fn voter() -> LocalKey {
+        LocalKey::from_seed(b"voter").unwrap()
+    }
+
     #[test]
-    fn canonical_choice_sorts_keys_and_is_compact() {
+    fn canonical_choice_is_compact_with_javascript_key_order() {
         assert_eq!(canonical_choice(&json!(2)), "2");
-        assert_eq!(canonical_choice(&json!([1, 3])), "[1,3]");
+        assert_eq!(canonical_choice(&json!([3, 1])), "[3,1]");
         assert_eq!(
-            canonical_choice(&json!({ "3": 1, "1": { "b": 1, "a": 2 } })),
-            r#"{"1":{"a":2,"b":1},"3":1}"#
+            canonical_choice(&json!({ "10": 3, "2": 1 })),
+            r#"{"2":1,"10":3}"#
+        );
+        assert_eq!(
+            canonical_choice(&json!({ "b": 1, "01": 2, "a": { "y": 1, "x": 2 }, "3": 4 })),
+            r#"{"3":4,"01":2,"a":{"x":2,"y":1},"b":1}"#
+        );
+        // 2^32 - 1 is no array index: it sorts with the other string keys.
+        assert_eq!(
+            canonical_choice(&json!({ "4294967295": 1, "4294967294": 2, "0": 3 })),
+            r#"{"0":3,"4294967294":2,"4294967295":1}"#
         );
     }
 
     #[test]
     fn a_signed_vote_recovers_its_signer_and_a_changed_one_does_not() {
-        let key = LocalKey::from_bytes(&keccak256(b"voter")).unwrap();
+        let key = voter();
         let domain = VoteDomain::default();
         let signed = vote(key.address());
         let signature = signed.sign(&domain, &key).unwrap();
@@ -196,24 +248,33 @@ mod tests {
 
     #[test]
     fn key_order_of_the_choice_does_not_change_the_digest() {
-        let key = LocalKey::from_bytes(&keccak256(b"voter")).unwrap();
-        let a = vote(key.address());
+        let a = vote(voter().address());
         let mut b = a.clone();
         b.choice = json!({ "1": 3, "2": 1 });
         let domain = VoteDomain::default();
-        assert_eq!(
-            a.signing_hash(&domain).unwrap(),
-            b.signing_hash(&domain).unwrap()
-        );
+        assert_eq!(a.signing_hash(&domain), b.signing_hash(&domain));
     }
 
     #[test]
-    fn the_type_string_is_the_documented_one() {
-        let key = LocalKey::from_bytes(&keccak256(b"voter")).unwrap();
-        let data = vote(key.address()).typed_data(&VoteDomain::default());
+    fn the_wallet_document_is_the_documented_type_and_hashes_the_same() {
+        let signed = vote(voter().address());
+        let domain = VoteDomain::default();
+        let data = signed.typed_data(&domain);
         assert_eq!(
-            data.encode_type("Vote").unwrap(),
+            data.encode_type().unwrap(),
             "Vote(string proposal,string choice,uint64 timestamp,address voter,string app)"
+        );
+        // Through JSON, as a wallet receives it, to the same digest.
+        let document = serde_json::to_value(&data).unwrap();
+        assert_eq!(document["message"]["choice"], r#"{"1":3,"2":1}"#);
+        assert_eq!(
+            document["message"]["voter"],
+            voter().address().to_checksum(None)
+        );
+        let wallet: TypedData = serde_json::from_value(document).unwrap();
+        assert_eq!(
+            wallet.eip712_signing_hash().unwrap(),
+            signed.signing_hash(&domain)
         );
     }
 }

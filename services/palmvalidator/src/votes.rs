@@ -29,7 +29,7 @@
 //! own app domain into every job, and the signature covers it, so a vote
 //! signed for another app already fails as `signer_mismatch`.
 
-use palm_core::eth::{Address, Signature};
+use palm_core::eth;
 use palm_core::events::VoteSubmitted;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_core::voting;
@@ -163,14 +163,9 @@ pub fn decide(vote: &VoteSubmitted, domain: &VoteDomain) -> Result<Counted, Reje
 
 /// Step 1: the signer is the stated address and one of the voter's wallets.
 fn check_signature(vote: &VoteSubmitted, domain: &VoteDomain) -> Result<(), Rejection> {
-    let signature: Signature = vote
-        .signature
-        .parse()
-        .map_err(|_| Rejection::MalformedSignature)?;
-    let stated: Address = vote
-        .address
-        .parse()
-        .map_err(|_| Rejection::MalformedSignature)?;
+    let signature =
+        eth::parse_signature(&vote.signature).map_err(|_| Rejection::MalformedSignature)?;
+    let stated = eth::parse_address(&vote.address).map_err(|_| Rejection::MalformedSignature)?;
     let timestamp = u64::try_from(vote.timestamp).map_err(|_| Rejection::MalformedSignature)?;
     let message = VoteMessage {
         proposal: vote.proposal_id.to_string(),
@@ -189,7 +184,7 @@ fn check_signature(vote: &VoteSubmitted, domain: &VoteDomain) -> Result<(), Reje
         .voter
         .wallets
         .iter()
-        .filter_map(|wallet| wallet.parse::<Address>().ok())
+        .filter_map(|wallet| eth::parse_address(wallet).ok())
         .any(|wallet| wallet == signer);
     if !linked {
         return Err(Rejection::WalletNotLinked);
@@ -203,7 +198,7 @@ mod tests {
 
     use super::*;
     use chrono::{Duration, Utc};
-    use palm_core::eth::{LocalKey, keccak256};
+    use palm_core::eth::{AddressText, LocalKey, keccak256};
     use palm_core::events::{ProposalRules, VoterFacts};
     use serde_json::{Value, json};
     use uuid::Uuid;
@@ -251,7 +246,7 @@ mod tests {
             voter: vote.address.parse().unwrap(),
             app: vote.app.clone(),
         };
-        vote.signature = message.sign(domain, signer).unwrap().to_hex();
+        vote.signature = message.sign(domain, signer).unwrap().to_string();
     }
 
     fn with_choice(voting_type: &str, strategy: &str, choice: Value) -> VoteSubmitted {

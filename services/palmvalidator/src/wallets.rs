@@ -9,6 +9,7 @@
 //! nonce when it took the request.
 
 use chrono::{DateTime, Utc};
+use palm_core::eth::AddressText;
 use palm_core::events::{VerificationOutcome, WalletVerificationRequested};
 use palm_core::siwe::{self, SiweRules};
 
@@ -56,7 +57,7 @@ mod tests {
         WalletVerificationRequested {
             verification_id: Uuid::now_v7(),
             palm_id: Uuid::now_v7(),
-            signature: key.sign_personal(message.as_bytes()).unwrap().to_hex(),
+            signature: key.sign_personal(message.as_bytes()).unwrap().to_string(),
             message,
         }
     }
@@ -88,7 +89,7 @@ mod tests {
             .unwrap()
             .sign_personal(forged.message.as_bytes())
             .unwrap()
-            .to_hex();
+            .to_string();
         assert_eq!(reason(&forged), "siwe_signer_mismatch");
         let mut garbage = job("palm.test", &key, now);
         garbage.message = "hello".into();

@@ -33,7 +33,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chrono::{SubsecRound as _, Utc};
-use palm_core::eth::LocalKey;
+use palm_core::eth::{AddressText, LocalKey};
 use palm_core::siwe::SiweMessage;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use reqwest::Method;
@@ -148,7 +148,7 @@ async fn run(Invocation { options, command }: Invocation) -> anyhow::Result<()> 
                 "choice": vote.choice,
                 "timestamp": vote.timestamp,
                 "address": vote.voter.to_checksummed(),
-                "signature": signature.to_hex(),
+                "signature": signature.to_string(),
             });
             let path = format!("/v1/proposals/{proposal}/votes");
             print_json(&api.call(Method::POST, &path, Some(&body)).await?)?;
@@ -223,7 +223,7 @@ async fn siwe_sign_in(
         resources: Vec::new(),
     }
     .to_string();
-    let signature = key.sign_personal(message.as_bytes())?.to_hex();
+    let signature = key.sign_personal(message.as_bytes())?.to_string();
     Ok((message, signature))
 }
 

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
+use palm_core::eth::AddressText;
 use palm_core::siwe::{self, SiweError};
 use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
 use palm_mongo::mongodb::options::IndexOptions;

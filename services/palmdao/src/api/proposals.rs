@@ -16,6 +16,7 @@ use super::extract::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use palm_core::Envelope;
+use palm_core::eth::{self, AddressText};
 use palm_core::events::{ProposalCreated, ProposalRules, VoteSubmitted, VoterFacts};
 use palm_core::voting;
 use palm_mongo::mongodb::bson::{self, Bson, Document, doc};
@@ -608,14 +609,9 @@ pub async fn cast(
     }
     // Any letter case: EIP-712 signs the address's 20 bytes, so the
     // signature binds it whatever its EIP-55 checksum says.
-    let address: palm_core::eth::Address = vote
-        .address
-        .to_ascii_lowercase()
-        .parse()
+    let address = eth::parse_address(&vote.address.to_ascii_lowercase())
         .map_err(|_| Problem::validation("address must be an Ethereum address"))?;
-    let _: palm_core::eth::Signature = vote
-        .signature
-        .parse()
+    eth::parse_signature(&vote.signature)
         .map_err(|_| Problem::validation("signature must be 65 bytes of 0x hex"))?;
 
     // The facts the validator decides on, as of now.
