@@ -6,6 +6,7 @@
 //! wrote into `X-Forwarded-For`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use palm_core::eth::AddressText;
 use palm_tests::palmdao::{Palmdao, key};
 use reqwest::Method;
 use serde_json::json;

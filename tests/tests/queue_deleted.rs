@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as Span, Utc};
 use palm_amqp::lapin::options::QueueDeleteOptions;
 use palm_amqp::lapin::{Connection, ConnectionProperties};
+use palm_core::eth::AddressText;
 use palm_core::vote::{VoteDomain, VoteMessage};
 use palm_testkit::eventually;
 use palm_testkit::process::{ServiceProcess, binary};
@@ -113,7 +114,7 @@ async fn deleting_the_validators_queue_while_votes_flow_settles_no_vote_unrouted
                 &json!({
                     "choice": choice, "timestamp": first + i,
                     "address": key.address().to_checksummed(),
-                    "signature": signature.to_hex(),
+                    "signature": signature.to_string(),
                 }),
             )
             .await;
