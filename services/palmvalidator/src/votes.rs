@@ -260,6 +260,57 @@ mod tests {
         vote
     }
 
+    /// Issue 14: a browser wallet signs `JSON.stringify(choice)`, whose
+    /// integer-like keys are in numeric order (`{"1":…,"2":…,…,"10":…}`),
+    /// written here by hand into the wallet's typed-data document.
+    #[test]
+    fn a_weighted_vote_signed_over_javascripts_text_counts() {
+        let domain = VoteDomain::default();
+        let alice = key("alice");
+        let mut vote = signed(&alice, &domain);
+        vote.proposal.voting_type = "weighted".into();
+        vote.proposal.choice_count = 20;
+        let js_text = format!(
+            "{{{}}}",
+            (1..=20)
+                .map(|k| format!("\"{k}\":{}", 21 - k))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        vote.choice = serde_json::from_str(&js_text).unwrap();
+        let document: palm_core::eth::TypedData = serde_json::from_value(json!({
+            "types": {
+                "EIP712Domain": [
+                    { "name": "name", "type": "string" },
+                    { "name": "version", "type": "string" },
+                    { "name": "chainId", "type": "uint256" }
+                ],
+                "Vote": [
+                    { "name": "proposal", "type": "string" },
+                    { "name": "choice", "type": "string" },
+                    { "name": "timestamp", "type": "uint64" },
+                    { "name": "voter", "type": "address" },
+                    { "name": "app", "type": "string" }
+                ]
+            },
+            "primaryType": "Vote",
+            "domain": { "name": "Palm", "version": "1", "chainId": 1 },
+            "message": {
+                "proposal": vote.proposal_id.to_string(),
+                "choice": js_text,
+                "timestamp": vote.timestamp,
+                "voter": vote.address,
+                "app": vote.app,
+            }
+        }))
+        .unwrap();
+        let digest = document.eip712_signing_hash().unwrap();
+        vote.signature = alice.sign_prehash(&digest).unwrap().to_string();
+        let counted = decide(&vote, &domain).unwrap();
+        assert_eq!(counted.allocation.len(), 20);
+        assert!((counted.allocation.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+
     #[test]
     fn a_signed_eligible_vote_counts_with_its_allocation() {
         let domain = VoteDomain::default();
