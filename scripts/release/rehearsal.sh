@@ -204,18 +204,22 @@ echo
 echo "== pulled and run (podman, from $registry, into an empty storage) =="
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 grace_ms=10000
+# All four start together, as in a cluster: a service's readiness may wait on
+# queues another one declares.
+declare -A admin_port pulled
 for service in "${services[@]}"; do
   ref="$registry/palm/$service:$tag"
   "${pull_podman[@]}" pull --quiet --tls-verify=false "$ref" >/dev/null || fail "podman pull $ref"
-  pulled="$("${pull_podman[@]}" image inspect --format '{{.Digest}}' "$ref")"
-  [[ "$pulled" == "${digest[$service]}" ]] || fail "$ref pulled as $pulled, pushed as ${digest[$service]}"
-  admin_port="$(free_port)"
+  pulled[$service]="$("${pull_podman[@]}" image inspect --format '{{.Digest}}' "$ref")"
+  [[ "${pulled[$service]}" == "${digest[$service]}" ]] \
+    || fail "$ref pulled as ${pulled[$service]}, pushed as ${digest[$service]}"
+  admin_port[$service]="$(free_port)"
   container="palm-rehearsal-$run_id-$service"
   "${pull_podman[@]}" run -d --name "$container" \
     --read-only --user 65532 --cap-drop ALL --security-opt no-new-privileges --network host \
     -e PALM__AMQP__URL="$PALM_AMQP_URL" -e PALM__AMQP__PREFIX="palm-$run_id" \
     -e PALM__MONGO__URL="$PALM_MONGO_URL" -e PALM__MONGO__DATABASE="palm_$run_id" \
-    -e PALM__ADMIN__ADDR="127.0.0.1:$admin_port" -e PALM__HTTP__ADDR="127.0.0.1:$(free_port)" \
+    -e PALM__ADMIN__ADDR="127.0.0.1:${admin_port[$service]}" -e PALM__HTTP__ADDR="127.0.0.1:$(free_port)" \
     -e PALM__AUTH__SESSION_KEY=release-rehearsal-session-key-not-a-secret \
     -e PALM__DISCORD__CLIENT_ID=100000000000000001 \
     -e PALM__DISCORD__CLIENT_SECRET=release-rehearsal-client-secret \
@@ -223,7 +227,10 @@ for service in "${services[@]}"; do
     -e PALM__SHUTDOWN__GRACE_MS="$grace_ms" \
     "$ref" >/dev/null
   containers+=("$container")
-  ready=""
+done
+declare -A ready
+for service in "${services[@]}"; do
+  container="palm-rehearsal-$run_id-$service"
   # Up to 3 minutes: on a loaded machine the broker's queue declarations can
   # take several of the service's 15 s connect attempts.
   for _ in $(seq 1 360); do
@@ -231,15 +238,20 @@ for service in "${services[@]}"; do
       "${pull_podman[@]}" logs "$container" 2>&1 | tail -20 >&2
       fail "$service's container exited"
     fi
-    ready="$(curl -fsS "http://127.0.0.1:$admin_port/readyz" 2>/dev/null)" && break
-    ready=""
+    ready[$service]="$(curl -fsS "http://127.0.0.1:${admin_port[$service]}/readyz" 2>/dev/null)" && break
+    ready[$service]=""
     sleep 0.5
   done
-  [[ -n "$ready" ]] || { "${pull_podman[@]}" logs "$container" 2>&1 | tail -20 >&2; fail "$service not ready"; }
+  [[ -n "${ready[$service]}" ]] \
+    || { "${pull_podman[@]}" logs "$container" 2>&1 | tail -20 >&2; fail "$service not ready"; }
+done
+for service in "${services[@]}"; do
+  container="palm-rehearsal-$run_id-$service"
   "${pull_podman[@]}" stop --time $((grace_ms / 1000 + 5)) "$container" >/dev/null
   code="$("${pull_podman[@]}" inspect --format '{{.State.ExitCode}}' "$container")"
   [[ "$code" == 0 ]] || fail "$service exited $code on podman stop"
-  printf '%-62s pulled %s, ready %s, stopped with exit 0\n' "$ref" "${pulled:7:12}" "$ready"
+  printf '%-62s pulled %s, ready %s, stopped with exit 0\n' "$registry/palm/$service:$tag" \
+    "${pulled[$service]:7:12}" "${ready[$service]}"
 done
 took[run]=$((SECONDS - started))
 
