@@ -181,7 +181,10 @@ async fn members_start_discussions_anyone_reads_them_and_proposals_cite_them() {
     let foreign_id = foreign.body["id"].as_str().unwrap().to_owned();
     for bad in [foreign_id, Uuid::now_v7().to_string()] {
         let refused = post(&palmdao, &proposals, Some(&admin), proposal(bad)).await;
-        assert_eq!((refused.status, refused.code()), (422, "discussion_not_in_community"));
+        assert_eq!(
+            (refused.status, refused.code()),
+            (422, "discussion_not_in_community")
+        );
     }
     palmdao.stop().await;
 }
