@@ -271,7 +271,17 @@ async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_cl
         decided.then_some(())
     })
     .await;
-    let results = tally(&palmdao, proposal).await;
+    // A vote's status and its ballot are two steps (the transition, then
+    // the ballot with the tally): the tally may land just after the status.
+    let results = eventually(
+        "the tally with the change",
+        Duration::from_secs(20),
+        || async {
+            let results = tally(&palmdao, proposal).await;
+            (powers(&results) == [0.0, 2.0, 1.0]).then_some(results)
+        },
+    )
+    .await;
     assert_eq!(powers(&results), [0.0, 2.0, 1.0], "{results}");
     assert_eq!(results["voters"], 3);
     assert_eq!(results["final"], false);

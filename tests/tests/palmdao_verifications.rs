@@ -222,7 +222,9 @@ async fn malformed_verification_requests_are_refused() {
             "validation_failed",
         ),
         (
-            json!({ "kind": "wallet", "message": "not a sign-in message", "signature": format!("0x{}", "ab".repeat(65)) }),
+            // A well-formed signature (low s, v 27) over a text that is
+            // not an EIP-4361 message.
+            json!({ "kind": "wallet", "message": "not a sign-in message", "signature": format!("0x{}1b", "11".repeat(64)) }),
             400,
             "siwe_malformed",
         ),
