@@ -35,6 +35,7 @@ use mongodb::{Database, IndexModel};
 use palm_amqp::{OutgoingMessage, PublishError, Publisher, topology};
 use palm_core::{Envelope, Event};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
@@ -176,6 +177,9 @@ pub enum OutboxError {
     /// Reading or marking records failed.
     #[error(transparent)]
     Mongo(#[from] mongodb::error::Error),
+    /// The server refused to mark published records (its reply).
+    #[error("marking published outbox records failed: {0}")]
+    Marking(String),
 }
 
 /// Publishes staged records from the given collections.
@@ -191,6 +195,11 @@ pub struct OutboxRelay {
     audit: Option<AuditLog>,
     required_routes: Vec<String>,
     waiting: Arc<Mutex<Waiting>>,
+    /// The prompt path's receiving end, taken by [`OutboxRelay::run`].
+    prompted: Arc<Mutex<Option<mpsc::Receiver<Staged>>>>,
+    /// With a prompt path: how old a document's oldest record must be
+    /// before the sweeper takes it.
+    prompt_grace: Option<Duration>,
 }
 
 /// One publish of a pass: the document's index in the batch, the record's
@@ -255,7 +264,28 @@ impl OutboxRelay {
             audit: None,
             required_routes: Vec::new(),
             waiting: Arc::default(),
+            prompted: Arc::default(),
+            prompt_grace: None,
         }
+    }
+
+    /// Turns the prompt path on: returns the [`Prompt`] handle writers call
+    /// after a write that staged records. `capacity` bounds what may wait
+    /// in memory (a full channel leaves the records to the sweeper);
+    /// `grace` is how long the sweeper leaves a record to the prompt path
+    /// (keep it well above a publish's round trip: a record the prompt path
+    /// is still publishing when the sweeper takes it is published twice).
+    pub fn with_prompt(mut self, capacity: usize, grace: Duration) -> (Self, Prompt) {
+        let _ = metrics::counter!("palm_outbox_prompt_dropped_total");
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        self.prompted = Arc::new(Mutex::new(Some(receiver)));
+        self.prompt_grace = Some(grace);
+        (
+            self,
+            Prompt {
+                sender: Some(sender),
+            },
+        )
     }
 
     /// Routing-key patterns (AMQP topic syntax: `*` one word, `#` any) of
@@ -340,9 +370,16 @@ impl OutboxRelay {
         // only, so they never hold up the batch (the relay's own clock: it
         // alone writes and reads the field, and skew only shifts a retry).
         let now = DateTime::now();
+        // With a prompt path, records younger than its grace are its own.
+        let pending = match self.prompt_grace {
+            Some(grace) => doc! { "$lte": DateTime::from_millis(
+                now.timestamp_millis() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
+            ) },
+            None => doc! { "$exists": true },
+        };
         let documents: Vec<Document> = collection
             .find(doc! {
-                SINCE_FIELD: { "$exists": true },
+                SINCE_FIELD: pending,
                 "$or": [
                     { RETRY_AT_FIELD: { "$exists": false } },
                     { RETRY_AT_FIELD: { "$lte": now } },
@@ -388,15 +425,7 @@ impl OutboxRelay {
         }
         let mut publishes = FuturesUnordered::new();
         for (index, record) in outgoing {
-            let message = OutgoingMessage {
-                kind: Some(record.routing_key.clone()),
-                ..OutgoingMessage::raw(
-                    &self.exchange,
-                    &record.routing_key,
-                    &record.id,
-                    record.body.into_bytes(),
-                )
-            };
+            let message = self.message(&record);
             let publisher = self.publisher.clone();
             let created_at = record.created_at;
             publishes.push(async move {
@@ -419,6 +448,7 @@ impl OutboxRelay {
         self.settle_outcomes(outcomes, &mut settled, &mut unrouted);
 
         let mut published = 0;
+        let mut marks = Vec::new();
         for ((((document, ids), staged), unreadable), unrouted) in documents
             .iter()
             .zip(settled)
@@ -446,33 +476,6 @@ impl OutboxRelay {
                     )
                     .await?;
             }
-            // The common case in one round trip: every record read is out
-            // and none was staged since (only this relay removes records, so
-            // an unchanged count means unchanged contents).
-            if unreadable.is_empty() && ids.len() == staged && staged > 0 {
-                let done = collection
-                    .update_one(
-                        doc! { "_id": id, OUTBOX_FIELD: { "$size": i64::try_from(staged).unwrap_or(i64::MAX) } },
-                        doc! {
-                            "$pull": { OUTBOX_FIELD: { "id": { "$in": &ids } } },
-                            "$unset": { SINCE_FIELD: "", RETRY_AT_FIELD: "", RETRIES_FIELD: "" },
-                        },
-                    )
-                    .await?;
-                if done.matched_count == 1 {
-                    published += ids.len();
-                    continue;
-                }
-            }
-            if !ids.is_empty() {
-                published += ids.len();
-                collection
-                    .update_one(
-                        doc! { "_id": id },
-                        doc! { "$pull": { OUTBOX_FIELD: { "id": { "$in": &ids } } } },
-                    )
-                    .await?;
-            }
             let set_aside = unreadable.len();
             for raw in unreadable {
                 collection
@@ -482,22 +485,14 @@ impl OutboxRelay {
                     )
                     .await?;
             }
+            published += ids.len();
             // Clear the marker once every record read is out; also when none
             // was left (a relay that died between pull and clear leaves an
-            // empty array behind, or no array at all), and only if nothing
-            // was staged meanwhile.
-            if ids.len() + set_aside == staged {
-                collection
-                    .update_one(
-                        doc! { "_id": id, "$or": [
-                            { OUTBOX_FIELD: { "$size": 0 } },
-                            { OUTBOX_FIELD: { "$exists": false } },
-                        ] },
-                        doc! { "$unset": { SINCE_FIELD: "", RETRY_AT_FIELD: "", RETRIES_FIELD: "" } },
-                    )
-                    .await?;
-            }
+            // empty array behind, or no array at all).
+            let all_out = ids.len() + set_aside == staged;
+            marks.push((id.clone(), ids, all_out));
         }
+        mark_published(&self.database, name, marks).await?;
         Ok((published, oldest))
     }
 
@@ -555,7 +550,18 @@ impl OutboxRelay {
     /// running): its unmarked records are published again, which consumers
     /// absorb by deduplicating on the event id.
     pub async fn run(&self, lease: Lease, shutdown: CancellationToken) {
-        lease::while_leader(&lease, &shutdown, |token| async move {
+        let prompted = self.prompted.lock().ok().and_then(|mut r| r.take());
+        let prompt = async {
+            if let Some(receiver) = prompted {
+                self.run_prompt(receiver, &shutdown).await;
+            }
+        };
+        tokio::join!(prompt, self.sweep(lease, &shutdown));
+    }
+
+    /// The lease-holding pass loop (see [`OutboxRelay::run`]).
+    async fn sweep(&self, lease: Lease, shutdown: &CancellationToken) {
+        lease::while_leader(&lease, shutdown, |token| async move {
             tracing::info!(epoch = token.epoch, "outbox relay active");
             // Another tenure may have changed what waits; start afresh.
             if let Ok(mut waiting) = self.waiting.lock() {
@@ -597,6 +603,232 @@ impl OutboxRelay {
             tracing::info!(epoch = token.epoch, "outbox relay standing by");
         })
         .await;
+    }
+
+    /// Publishes what this replica's writers staged, as it arrives, until
+    /// `shutdown`; then what is already queued, within the drain timeout.
+    async fn run_prompt(&self, mut receiver: mpsc::Receiver<Staged>, shutdown: &CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                staged = receiver.recv() => staged,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let batch = drain_into(vec![first], &mut receiver, self.batch_size);
+            if let Err(error) = self.publish_prompted(batch).await {
+                tracing::warn!(%error, "prompt outbox publish failed; the sweeper will retry");
+            }
+        }
+        // Writes that finished before shutdown are published now rather
+        // than after the next leader's grace.
+        let draining = async {
+            while let Ok(first) = receiver.try_recv() {
+                let batch = drain_into(vec![first], &mut receiver, self.batch_size);
+                if let Err(error) = self.publish_prompted(batch).await {
+                    tracing::warn!(%error, "prompt outbox publish failed at shutdown");
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(self.drain_timeout, draining)
+            .await
+            .is_err()
+        {
+            tracing::warn!("prompt outbox drain cut off at the drain timeout");
+        }
+    }
+
+    /// One prompt batch: audit copies in one insert, every record published
+    /// at once, the confirmed ones marked with one command per collection.
+    /// Records older than half the grace are left to the sweeper, and so
+    /// are events waiting for a route (it owns their retry pause).
+    async fn publish_prompted(&self, batch: Vec<Staged>) -> Result<usize, OutboxError> {
+        let half_grace = self.prompt_grace.map_or(i64::MAX, |g| {
+            i64::try_from(g.as_millis() / 2).unwrap_or(i64::MAX)
+        });
+        let now = DateTime::now().timestamp_millis();
+        let batch: Vec<Staged> = batch
+            .into_iter()
+            .filter(|staged| {
+                staged
+                    .records
+                    .iter()
+                    .all(|r| now - r.created_at.timestamp_millis() < half_grace)
+            })
+            .collect();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if let Some(audit) = &self.audit {
+            let records: Vec<OutboxRecord> = batch
+                .iter()
+                .flat_map(|s| s.records.iter().cloned())
+                .collect();
+            audit.append(&self.database, &records).await?;
+        }
+        let mut publishes = FuturesUnordered::new();
+        for (index, staged) in batch.iter().enumerate() {
+            for record in &staged.records {
+                let message = self.message(record);
+                let publisher = self.publisher.clone();
+                let created_at = record.created_at;
+                publishes.push(async move {
+                    let result = publisher.publish(&message).await;
+                    (
+                        index,
+                        message.message_id,
+                        message.routing_key,
+                        created_at,
+                        result,
+                    )
+                });
+            }
+        }
+        let mut outcomes = Vec::new();
+        while let Some(outcome) = publishes.next().await {
+            outcomes.push(outcome);
+        }
+        let mut settled: Vec<Vec<String>> = vec![Vec::new(); batch.len()];
+        let mut unrouted = vec![false; batch.len()];
+        self.settle_outcomes(outcomes, &mut settled, &mut unrouted);
+        let mut by_collection: HashMap<&str, Vec<Mark>> = HashMap::new();
+        let mut published = 0;
+        for (staged, ids) in batch.iter().zip(settled) {
+            if ids.is_empty() {
+                continue;
+            }
+            published += ids.len();
+            by_collection
+                .entry(staged.collection.as_str())
+                .or_default()
+                .push((staged.id.clone(), ids, true));
+        }
+        for (collection, marks) in by_collection {
+            mark_published(&self.database, collection, marks).await?;
+        }
+        metrics::counter!("palm_outbox_published_total").increment(published as u64);
+        Ok(published)
+    }
+
+    fn message(&self, record: &OutboxRecord) -> OutgoingMessage {
+        OutgoingMessage {
+            kind: Some(record.routing_key.clone()),
+            ..OutgoingMessage::raw(
+                &self.exchange,
+                &record.routing_key,
+                &record.id,
+                record.body.clone().into_bytes(),
+            )
+        }
+    }
+}
+
+/// A document's published records: its `_id`, their ids, and whether the
+/// marker may go once they are pulled (nothing else read from it is left).
+type Mark = (Bson, Vec<String>, bool);
+
+/// Marks published records in one `update` command for the whole batch:
+/// per document, pull the records, then (ordered, so after the pull) clear
+/// the pending marker if the array is empty. A record staged between the
+/// two keeps the array non-empty and the marker in place.
+async fn mark_published(
+    database: &Database,
+    collection: &str,
+    marks: Vec<Mark>,
+) -> Result<(), OutboxError> {
+    let mut updates = Vec::new();
+    for (id, ids, all_out) in marks {
+        if !ids.is_empty() {
+            updates.push(doc! {
+                "q": { "_id": id.clone() },
+                "u": { "$pull": { OUTBOX_FIELD: { "id": { "$in": ids } } } },
+            });
+        }
+        if all_out {
+            updates.push(doc! {
+                "q": { "_id": id, "$or": [
+                    { OUTBOX_FIELD: { "$size": 0 } },
+                    { OUTBOX_FIELD: { "$exists": false } },
+                ] },
+                "u": { "$unset": { SINCE_FIELD: "", RETRY_AT_FIELD: "", RETRIES_FIELD: "" } },
+            });
+        }
+    }
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let reply = database
+        .run_command(doc! {
+            "update": collection,
+            "updates": updates,
+            "ordered": true,
+            "writeConcern": { "w": "majority" },
+        })
+        .await?;
+    let failed = reply
+        .get_array("writeErrors")
+        .is_ok_and(|errors| !errors.is_empty())
+        || reply.get_document("writeConcernError").is_ok();
+    if failed {
+        return Err(OutboxError::Marking(reply.to_string()));
+    }
+    Ok(())
+}
+
+/// Tops `batch` up with what is already waiting, up to `limit` writes.
+fn drain_into(
+    mut batch: Vec<Staged>,
+    receiver: &mut mpsc::Receiver<Staged>,
+    limit: i64,
+) -> Vec<Staged> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    while batch.len() < limit {
+        match receiver.try_recv() {
+            Ok(staged) => batch.push(staged),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// What one write staged: the collection, the document's `_id` and the
+/// records.
+#[derive(Debug)]
+pub struct Staged {
+    collection: String,
+    id: Bson,
+    records: Vec<OutboxRecord>,
+}
+
+/// The writers' end of the prompt path ([`OutboxRelay::with_prompt`]).
+/// Cheap to clone; [`Prompt::disabled`] for code that runs without a relay.
+#[derive(Debug, Clone, Default)]
+pub struct Prompt {
+    sender: Option<mpsc::Sender<Staged>>,
+}
+
+impl Prompt {
+    /// A handle that hands nothing on: the sweeper publishes everything.
+    pub fn disabled() -> Self {
+        Self::default()
+    }
+
+    /// Hands `records`, just written to document `id` of `collection`
+    /// (the write succeeded), to the prompt path. Never waits: when the
+    /// channel is full the records are the sweeper's.
+    pub fn staged(&self, collection: &str, id: impl Into<Bson>, records: &[OutboxRecord]) {
+        let Some(sender) = &self.sender else { return };
+        if records.is_empty() {
+            return;
+        }
+        let staged = Staged {
+            collection: collection.to_owned(),
+            id: id.into(),
+            records: records.to_vec(),
+        };
+        if sender.try_send(staged).is_err() {
+            metrics::counter!("palm_outbox_prompt_dropped_total").increment(1);
+        }
     }
 }
 

@@ -446,3 +446,100 @@ async fn events_without_a_subscriber_and_orphaned_markers_do_not_stay_pending() 
     bus.teardown().await;
     db.drop().await.unwrap();
 }
+
+/// The prompt path publishes a write's records right after the write, with
+/// the sweeper polling far too rarely to be the one: every record arrives
+/// once, in the audit log too, and every document's marker is cleared, even
+/// on a document that held a second, older record the prompt path never saw
+/// (that one is the sweeper's, once it is older than the grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_path_publishes_staged_records_without_waiting_for_a_pass() {
+    let db = database().await;
+    let bus = Bus::start().await;
+    palm_mongo::ensure_indexes(&db, "memberships", vec![outbox::index()])
+        .await
+        .unwrap();
+    let audit = AuditLog::new("audit_events");
+    let (relay, prompt) = OutboxRelay::new(db.clone(), &["memberships"], bus.publisher.clone())
+        .with_poll_interval(Duration::from_secs(3600))
+        .with_audit(audit.clone())
+        .with_prompt(1024, Duration::from_millis(1500));
+    let stop = CancellationToken::new();
+    let lease = Lease::new(&db, "relay", "prompt-test", Duration::from_secs(10));
+    let running = {
+        let stop = stop.clone();
+        tokio::spawn(async move { relay.run(lease, stop).await })
+    };
+
+    let collection = db.collection::<Document>("memberships");
+    // An older record written before the relay saw anything: the sweeper's.
+    let orphan = OutboxRecord::from_envelope(&Envelope::new(
+        "test",
+        MemberJoined {
+            community_id: Uuid::now_v7(),
+            community_slug: "orphan".into(),
+            palm_id: Uuid::now_v7(),
+        },
+    ));
+    let mut first = doc! { "_id": 0_i64 };
+    outbox::attach(&mut first, std::slice::from_ref(&orphan));
+    collection.insert_one(first).await.unwrap();
+
+    let mut ids = vec![orphan.id.clone()];
+    let mut writes = Vec::new();
+    for i in 0..200_i64 {
+        let record = OutboxRecord::from_envelope(&Envelope::new(
+            "test",
+            MemberJoined {
+                community_id: Uuid::now_v7(),
+                community_slug: format!("c{i}"),
+                palm_id: Uuid::now_v7(),
+            },
+        ));
+        ids.push(record.id.clone());
+        let (collection, prompt) = (collection.clone(), prompt.clone());
+        writes.push(tokio::spawn(async move {
+            // Every tenth record lands on the orphan's document.
+            let target = if i % 10 == 0 { 0 } else { i + 1 };
+            let mut update = doc! { "$set": { "slug": format!("c{i}") } };
+            outbox::stage(&mut update, std::slice::from_ref(&record));
+            collection
+                .update_one(doc! { "_id": target }, update)
+                .upsert(true)
+                .await
+                .unwrap();
+            prompt.staged("memberships", target, &[record]);
+        }));
+    }
+    for write in writes {
+        write.await.unwrap();
+    }
+    // Everything staged through the prompt arrives long before an hourly
+    // pass; the orphan only once the grace has passed and a pass ran, so
+    // only the prompted ones are awaited here.
+    bus.wait_for(&ids[1..]).await;
+    eventually("prompted documents marked", Duration::from_secs(20), || {
+        let db = db.clone();
+        async move { (pending(&db).await == 1).then_some(()) }
+    })
+    .await;
+    assert!(
+        !bus.seen.lock().unwrap().contains_key(&orphan.id),
+        "the orphan is the sweeper's"
+    );
+    let copies = db
+        .collection::<Document>(audit.collection())
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(
+        copies, 200,
+        "every prompted record copied once to the audit log"
+    );
+    let seen = bus.seen.lock().unwrap().clone();
+    assert!(seen.values().all(|count| *count == 1), "{seen:?}");
+    stop.cancel();
+    running.await.unwrap();
+    bus.teardown().await;
+    db.drop().await.unwrap();
+}
