@@ -10,9 +10,11 @@
 //! aggregations run on ([`platform`]), since that service never writes.
 
 pub mod api;
+pub mod domain;
 pub mod platform;
 pub mod results;
 pub mod scheduler;
+pub mod store;
 pub mod tally;
 
 use std::net::SocketAddr;
@@ -324,12 +326,11 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     // Not ready until both are registered and up (the broker may be
     // unreachable for a while; /readyz then says amqp pending or down).
     runtime.readiness.expect(&["mongo", "amqp"]);
-    let database = palm_mongo::connect(&settings.mongo, SERVICE)
+    let store = store::Store::connect(&settings.mongo, SERVICE)
         .await
         .context("failed to configure the MongoDB client")?;
-    runtime
-        .readiness
-        .register("mongo", palm_mongo::readiness_check(&database));
+    let database = store.database().clone();
+    runtime.readiness.register("mongo", store.readiness_check());
     let retention = Duration::from_secs(settings.outbox.idempotency_retention_hours * 3600);
     Idempotency::ensure_indexes(&database, retention)
         .await
@@ -363,7 +364,7 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     let public_addr = listener.local_addr().context("no local address")?;
     tracing::info!(addr = %public_addr, "public api listening");
     let router = api::router(
-        api::AppState::new(database.clone(), &settings)?,
+        api::AppState::new(store.clone(), &settings)?,
         &settings.http,
     );
     let serving = tokio::spawn(api::serve(listener, router, runtime.shutdown.clone()));

@@ -50,7 +50,7 @@ fn named(keys: palm_mongo::mongodb::bson::Document, name: &str) -> IndexModel {
 pub fn indexes() -> Vec<(&'static str, IndexModel)> {
     vec![
         (
-            crate::api::palm_ids::PALM_IDS,
+            crate::store::palm_ids::PALM_IDS,
             named(doc! { "level": 1 }, PALM_IDS_BY_LEVEL),
         ),
         (

@@ -10,7 +10,7 @@
 //! is idempotent, so a redelivery after a crash finishes the work and a
 //! duplicate delivery changes nothing.
 
-use crate::api::audit::palm_subject;
+use crate::domain::audit::palm_subject;
 use chrono::Utc;
 use palm_amqp::{HandlerError, Incoming};
 use palm_core::events::{
@@ -22,8 +22,9 @@ use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
 use palm_mongo::outbox::{self, OutboxRecord};
 
 use crate::SERVICE;
-use crate::api::palm_ids::{IDENTITIES, PALM_IDS};
 use crate::api::verifications::VERIFICATIONS;
+use crate::store::identities::IDENTITIES;
+use crate::store::palm_ids::PALM_IDS;
 
 /// The consumer of the `palmdao.results` queue.
 #[derive(Debug, Clone)]
@@ -218,7 +219,7 @@ impl Results {
                 .unwrap_or_default();
             // The level changes with the verifiers, in the same write; the
             // version check makes it the level of exactly these verifiers.
-            let level = crate::api::palm_ids::level_of(
+            let level = crate::domain::palm_ids::level_of(
                 kinds
                     .iter()
                     .map(String::as_str)

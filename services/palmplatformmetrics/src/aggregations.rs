@@ -11,8 +11,9 @@ use futures_util::TryStreamExt;
 use palm_mongo::mongodb::bson::{Bson, DateTime, Document, doc};
 use palm_mongo::mongodb::options::Hint;
 use palm_mongo::mongodb::{Database, error::Result};
-use palmdao::api::{communities, palm_ids, proposals, verifications};
+use palmdao::api::{communities, proposals, verifications};
 use palmdao::platform;
+use palmdao::store::palm_ids;
 
 use crate::snapshot::{Snapshot, VERIFICATION_STATUSES};
 

@@ -8,9 +8,6 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use palm_core::eth::AddressText;
 use palm_core::siwe::{self, SiweError};
-use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
-use palm_mongo::mongodb::options::IndexOptions;
-use palm_mongo::mongodb::{Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -18,25 +15,8 @@ use super::AppState;
 use super::extract::ApiJson;
 use super::limits;
 use super::openapi::{Always, BadBody};
-use super::palm_ids;
 use super::problem::Problem;
-
-/// Issued nonces, deleted when used or expired.
-pub const NONCES: &str = "auth_nonces";
-
-/// Declares the nonce TTL index.
-pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
-    let ttl = IndexModel::builder()
-        .keys(doc! { "expires_at": 1 })
-        .options(
-            IndexOptions::builder()
-                .expire_after(std::time::Duration::ZERO)
-                .name("ttl".to_owned())
-                .build(),
-        )
-        .build();
-    palm_mongo::ensure_indexes(database, NONCES, vec![ttl]).await
-}
+use crate::store::{nonces, palm_ids};
 
 /// `GET /v1/auth/nonce` response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -57,11 +37,7 @@ pub async fn nonce(State(state): State<AppState>) -> Result<Json<NonceResponse>,
     let nonce = Uuid::new_v4().simple().to_string();
     let expires_at = Utc::now()
         + chrono::Duration::from_std(state.inner.nonce_ttl).unwrap_or(chrono::Duration::minutes(5));
-    state
-        .database()
-        .collection::<Document>(NONCES)
-        .insert_one(doc! { "_id": &nonce, "expires_at": BsonDateTime::from_millis(expires_at.timestamp_millis()) })
-        .await?;
+    nonces::issue(state.store(), &nonce, expires_at).await?;
     Ok(Json(NonceResponse { nonce, expires_at }))
 }
 
@@ -72,12 +48,7 @@ pub(crate) async fn consume_nonce(
     nonce: &str,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), Problem> {
-    let consumed = state
-        .database()
-        .collection::<Document>(NONCES)
-        .find_one_and_delete(doc! { "_id": nonce, "expires_at": { "$gt": BsonDateTime::from_millis(now.timestamp_millis()) } })
-        .await?;
-    if consumed.is_none() {
+    if !nonces::consume(state.store(), nonce, now).await? {
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "siwe_nonce_invalid",
@@ -155,7 +126,7 @@ pub async fn sign_in(
         .map_err(|e| refused(&e))?;
     consume_nonce(&state, &message.nonce, now).await?;
     let (palm_id, created) =
-        palm_ids::find_or_create_for(state.database(), "wallet", &message.address.to_lower_hex())
+        palm_ids::find_or_create_for(state.store(), "wallet", &message.address.to_lower_hex())
             .await?;
     let (token, expires_at) = state.inner.sessions.issue(palm_id, now);
     tracing::info!(%palm_id, created, "signed in");

@@ -148,7 +148,7 @@ fn view(document: &Document) -> CommunityView {
 }
 
 async fn level_of(state: &AppState, palm_id: Uuid) -> Result<u32, Problem> {
-    let palm = super::palm_ids::load(state.database(), palm_id)
+    let palm = super::palm_ids::load(state, palm_id)
         .await?
         .ok_or_else(|| Problem::not_found("PalmID"))?;
     Ok(palm.level())

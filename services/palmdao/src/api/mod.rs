@@ -48,7 +48,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use palm_core::InvalidSetting;
 use palm_core::siwe::SiweRules;
-use palm_mongo::mongodb::Database;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -57,6 +56,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::Settings;
+use crate::store::Store;
 use problem::Problem;
 use session::SessionKeys;
 
@@ -67,7 +67,7 @@ pub struct AppState {
 }
 
 struct Inner {
-    database: Database,
+    store: Store,
     siwe: SiweRules,
     nonce_ttl: Duration,
     sessions: SessionKeys,
@@ -83,12 +83,12 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State for the API on `database` with `settings`' auth rules.
-    pub fn new(database: Database, settings: &Settings) -> Result<Self, InvalidSetting> {
+    /// State for the API on `store` with `settings`' auth rules.
+    pub fn new(store: Store, settings: &Settings) -> Result<Self, InvalidSetting> {
         let auth = &settings.auth;
         Ok(Self {
             inner: Arc::new(Inner {
-                database,
+                store,
                 siwe: auth.rules()?,
                 nonce_ttl: Duration::from_secs(auth.nonce_ttl_secs),
                 sessions: SessionKeys::new(
@@ -100,8 +100,13 @@ impl AppState {
         })
     }
 
-    pub(crate) fn database(&self) -> &Database {
-        &self.inner.database
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The raw database, for the vote path only (see [`Store`]).
+    pub(crate) fn database(&self) -> &palm_mongo::mongodb::Database {
+        self.inner.store.database()
     }
 
     pub(crate) fn create_community_level(&self) -> u32 {
@@ -110,14 +115,16 @@ impl AppState {
 }
 
 /// Declares the API's indexes (idempotent).
-pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
-    auth::ensure_indexes(database).await?;
+pub async fn ensure_indexes(
+    database: &palm_mongo::mongodb::Database,
+) -> palm_mongo::mongodb::error::Result<()> {
+    crate::store::nonces::ensure_indexes(database).await?;
     communities::ensure_indexes(database).await?;
     discussions::ensure_indexes(database).await?;
     proposals::ensure_indexes(database).await?;
     audit::audit_log().ensure_indexes(database).await?;
     idempotency::ensure_indexes(database).await?;
-    palm_ids::ensure_indexes(database).await
+    crate::store::palm_ids::ensure_indexes(database).await
 }
 
 /// Every API route with its documentation: the router and the OpenAPI
@@ -385,14 +392,9 @@ mod tests {
     #[tokio::test]
     async fn the_openapi_document_lists_every_route_the_router_serves() {
         // A client that never connects: only the router's shape is read.
-        let client = palm_mongo::mongodb::Client::with_uri_str("mongodb://127.0.0.1:9/")
-            .await
-            .unwrap();
+        let store = Store::unconnected().await.unwrap();
         let settings = crate::Settings::default();
-        let router = router(
-            AppState::new(client.database("unused"), &settings).unwrap(),
-            &settings.http,
-        );
+        let router = router(AppState::new(store, &settings).unwrap(), &settings.http);
         let mut served = served_paths(&router);
         // The document's own routes, and the catch-all that answers
         // `no_route`, are not API operations.

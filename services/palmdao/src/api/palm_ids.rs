@@ -1,183 +1,27 @@
-//! PalmIDs: creation on first sign-in, the owner's view and edits, and the
-//! public view.
-//!
-//! The anti-sybil rule (one external identity backs one PalmID) rests on the
-//! `identities` collection, whose `_id` is `<kind>:<subject>`: claiming an
-//! identity is an insert, so of two concurrent claims exactly one succeeds.
+//! PalmIDs over HTTP: the owner's view and edits (`GET/PATCH /v1/me`) and
+//! the public view (`GET /v1/palm-ids/{id}`). Creation on first sign-in and
+//! the anti-sybil rule live in [`crate::store::palm_ids`] and
+//! [`crate::store::identities`].
 
-use super::audit::palm_subject;
 use axum::Json;
 use axum::extract::State;
-
-use super::extract::ApiPath;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use palm_core::Envelope;
-use palm_core::events::{PalmIdCreated, PalmIdUpdated};
-use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
-use palm_mongo::mongodb::options::IndexOptions;
-use palm_mongo::mongodb::{Database, IndexModel};
-use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::ApiJson;
+use super::AppState;
+use super::extract::{ApiJson, ApiPath};
 use super::limits;
 use super::openapi::{Always, BadBody, Conflict, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, from_bson_time};
-use crate::SERVICE;
-
-/// PalmID documents.
-pub const PALM_IDS: &str = "palm_ids";
-/// Claimed external identities, `_id = "<kind>:<subject>"`.
-pub const IDENTITIES: &str = "identities";
-
-/// Declares the unique handle index.
-pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
-    let handle = IndexModel::builder()
-        .keys(doc! { "handle": 1 })
-        .options(
-            IndexOptions::builder()
-                .unique(true)
-                .name("handle_unique".to_owned())
-                .build(),
-        )
-        .build();
-    palm_mongo::ensure_indexes(database, PALM_IDS, vec![handle]).await
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct PalmIdDoc {
-    #[serde(rename = "_id")]
-    id: String,
-    handle: String,
-    created_at: BsonDateTime,
-    #[serde(default)]
-    verifiers: Vec<VerifierDoc>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct VerifierDoc {
-    kind: String,
-    subject: String,
-    display_name: Option<String>,
-    verified_at: BsonDateTime,
-}
-
-impl PalmIdDoc {
-    /// The level: how many distinct verifier kinds back this PalmID.
-    pub(crate) fn level(&self) -> u32 {
-        level_of(self.verifiers.iter().map(|v| v.kind.as_str()))
-    }
-
-    /// Linked wallets, lower-case hex.
-    pub(crate) fn wallets(&self) -> Vec<String> {
-        self.verifiers
-            .iter()
-            .filter(|v| v.kind == "wallet")
-            .map(|v| v.subject.clone())
-            .collect()
-    }
-}
-
-/// The level of a PalmID whose verifiers have `kinds`: how many distinct
-/// kinds there are. palmdao also stores it in the document (`level`) with
-/// every change of the verifiers, for the platform metrics' index.
-pub fn level_of<'a>(kinds: impl IntoIterator<Item = &'a str>) -> u32 {
-    let kinds: std::collections::BTreeSet<&str> = kinds.into_iter().collect();
-    u32::try_from(kinds.len()).unwrap_or(u32::MAX)
-}
-
-/// Returns the PalmID backed by `kind:subject`, creating both on first use.
-/// The boolean says whether this call created it.
-pub async fn find_or_create_for(
-    database: &Database,
-    kind: &str,
-    subject: &str,
-) -> Result<(Uuid, bool), Problem> {
-    let identities = database.collection::<Document>(IDENTITIES);
-    let key = format!("{kind}:{subject}");
-    let existing = identities.find_one(doc! { "_id": &key }).await?;
-    // The request whose insert claimed the identity is the one that creates
-    // the PalmID; the unique `_id` makes that exactly one request.
-    let (palm_id, claimed) = match existing {
-        Some(identity) => (parse_id(&identity)?, false),
-        None => {
-            let candidate = Uuid::now_v7();
-            let claim = doc! { "_id": &key, "palm_id": candidate.to_string(), "created_at": BsonDateTime::now() };
-            match identities.insert_one(claim).await {
-                Ok(_) => (candidate, true),
-                // Another request claimed it first: that one's PalmID wins.
-                Err(error) if palm_mongo::is_duplicate_key(&error) => {
-                    let winner = identities.find_one(doc! { "_id": &key }).await?;
-                    let winner =
-                        winner.ok_or_else(|| anyhow::anyhow!("claimed identity vanished"))?;
-                    (parse_id(&winner)?, false)
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-    };
-    // Create the PalmID document if it does not exist yet. An upsert with
-    // $setOnInsert is idempotent, so it also repairs a claim whose PalmID
-    // write was interrupted.
-    let handle = format!("palm-{}", &palm_id.simple().to_string()[22..]);
-    let event = Envelope::new(
-        SERVICE,
-        PalmIdCreated {
-            palm_id,
-            handle: handle.clone(),
-            first_verifier: kind.to_owned(),
-        },
-    );
-    let mut on_insert = doc! {
-        "handle": &handle,
-        "version": 1_i64,
-        // Stored beside the verifiers it derives from (one kind so far) so
-        // the platform metrics count PalmIDs by level from an index.
-        "level": 1_i64,
-        "created_at": BsonDateTime::now(),
-        "verifiers": [{ "kind": kind, "subject": subject, "identity": &key, "display_name": null, "verified_at": BsonDateTime::now() }],
-    };
-    outbox::attach(
-        &mut on_insert,
-        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)])],
-    );
-    let upsert = database
-        .collection::<Document>(PALM_IDS)
-        .update_one(
-            doc! { "_id": palm_id.to_string() },
-            doc! { "$setOnInsert": on_insert },
-        )
-        .upsert(true)
-        .await;
-    // A concurrent upsert of the same document may lose with a duplicate key;
-    // the document exists either way, and only an insert stages the event.
-    match upsert {
-        Ok(_) => {}
-        Err(error) if palm_mongo::is_duplicate_key(&error) => {}
-        Err(error) => return Err(error.into()),
-    }
-    Ok((palm_id, claimed))
-}
-
-fn parse_id(identity: &Document) -> Result<Uuid, Problem> {
-    identity
-        .get_str("palm_id")
-        .ok()
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .ok_or_else(|| anyhow::anyhow!("identity without a valid palm_id").into())
-}
+use crate::domain::palm_ids::PalmId;
+use crate::store::palm_ids::{self, HandleChange};
 
 /// The PalmID `id`, if it exists.
-pub(crate) async fn load(database: &Database, id: Uuid) -> Result<Option<PalmIdDoc>, Problem> {
-    let document = database
-        .collection::<PalmIdDoc>(PALM_IDS)
-        .find_one(doc! { "_id": id.to_string() })
-        .await?;
-    Ok(document)
+pub(crate) async fn load(state: &AppState, id: Uuid) -> Result<Option<PalmId>, Problem> {
+    Ok(palm_ids::load(state.store(), id).await?)
 }
 
 /// A verifier as its owner sees it.
@@ -210,25 +54,24 @@ pub struct MeView {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<PalmIdDoc> for MeView {
-    fn from(doc: PalmIdDoc) -> Self {
-        let level = doc.level();
+impl From<PalmId> for MeView {
+    fn from(palm: PalmId) -> Self {
         Self {
-            wallets: doc.wallets(),
-            verifiers: doc
+            level: palm.level(),
+            wallets: palm.wallets(),
+            verifiers: palm
                 .verifiers
-                .iter()
+                .into_iter()
                 .map(|v| VerifierView {
-                    kind: v.kind.clone(),
-                    subject: v.subject.clone(),
-                    display_name: v.display_name.clone(),
-                    verified_at: from_bson_time(&v.verified_at),
+                    kind: v.kind,
+                    subject: v.subject,
+                    display_name: v.display_name,
+                    verified_at: v.verified_at,
                 })
                 .collect(),
-            id: doc.id,
-            handle: doc.handle,
-            level,
-            created_at: from_bson_time(&doc.created_at),
+            id: palm.id,
+            handle: palm.handle,
+            created_at: palm.created_at,
         }
     }
 }
@@ -256,10 +99,10 @@ pub struct PublicView {
 )]
 #[tracing::instrument(skip_all, fields(palm_id = %session.0))]
 pub async fn me(State(state): State<AppState>, session: Session) -> Result<Json<MeView>, Problem> {
-    let document = load(state.database(), session.0)
+    let palm = palm_ids::load(state.store(), session.0)
         .await?
         .ok_or_else(|| Problem::not_found("PalmID"))?;
-    Ok(Json(document.into()))
+    Ok(Json(palm.into()))
 }
 
 /// `PATCH /v1/me` body.
@@ -293,34 +136,16 @@ pub async fn update_me(
 ) -> Result<Json<MeView>, Problem> {
     if let Some(handle) = &update.handle {
         limits::HANDLE.check("handle", handle)?;
-        let event = Envelope::new(
-            SERVICE,
-            PalmIdUpdated {
-                palm_id: session.0,
-                handle: handle.clone(),
-            },
-        );
-        let mut change = doc! { "$set": { "handle": handle } };
-        outbox::stage(
-            &mut change,
-            &[OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)])],
-        );
-        let result = state
-            .database()
-            .collection::<Document>(PALM_IDS)
-            .update_one(doc! { "_id": session.0.to_string() }, change)
-            .await;
-        match result {
-            Ok(outcome) if outcome.matched_count == 0 => return Err(Problem::not_found("PalmID")),
-            Ok(_) => {}
-            Err(error) if palm_mongo::is_duplicate_key(&error) => {
+        match palm_ids::set_handle(state.store(), session.0, handle).await? {
+            HandleChange::Set => {}
+            HandleChange::NotFound => return Err(Problem::not_found("PalmID")),
+            HandleChange::Taken => {
                 return Err(Problem::new(
                     StatusCode::CONFLICT,
                     "handle_taken",
                     "The handle is taken",
                 ));
             }
-            Err(error) => return Err(error.into()),
         }
     }
     me(State(state), session).await
@@ -338,18 +163,14 @@ pub async fn public_view(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<PublicView>, Problem> {
     let id = Uuid::parse_str(&id).map_err(|_| Problem::not_found("PalmID"))?;
-    let document = load(state.database(), id)
+    let palm = palm_ids::load(state.store(), id)
         .await?
         .ok_or_else(|| Problem::not_found("PalmID"))?;
-    let level = document.level();
-    let mut kinds: Vec<String> = document.verifiers.iter().map(|v| v.kind.clone()).collect();
-    kinds.sort();
-    kinds.dedup();
     Ok(Json(PublicView {
-        id: document.id,
-        handle: document.handle,
-        level,
-        verifier_kinds: kinds,
-        created_at: from_bson_time(&document.created_at),
+        level: palm.level(),
+        verifier_kinds: palm.verifier_kinds(),
+        id: palm.id,
+        handle: palm.handle,
+        created_at: palm.created_at,
     }))
 }

@@ -617,7 +617,7 @@ pub async fn cast(
     // The facts the validator decides on, as of now.
     // The voter and their membership, read concurrently.
     let (voter, is_member) = tokio::try_join!(
-        super::palm_ids::load(database, session.0),
+        super::palm_ids::load(&state, session.0),
         communities::is_member(&state, &rules_view.community_id, session.0),
     )?;
     let voter = voter.ok_or_else(|| Problem::not_found("PalmID"))?;

@@ -1,0 +1,195 @@
+//! `palm_ids`: PalmID documents — the handle (unique by index), the
+//! verifiers, and the stored `level` that follows them — and the events their
+//! writes stage (`palm_id.created`, `palm_id.updated`,
+//! `palm_id.verifier_added`).
+
+use palm_core::Envelope;
+use palm_core::events::{PalmIdCreated, PalmIdUpdated};
+use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
+use palm_mongo::mongodb::options::IndexOptions;
+use palm_mongo::mongodb::{Database, IndexModel};
+use palm_mongo::outbox::{self, OutboxRecord};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Result, Store, from_bson_time, identities};
+use crate::SERVICE;
+use crate::domain::audit::palm_subject;
+use crate::domain::palm_ids::{PalmId, Verifier, initial_handle};
+
+/// PalmID documents.
+pub const PALM_IDS: &str = "palm_ids";
+
+/// Declares the unique handle index.
+pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
+    let handle = IndexModel::builder()
+        .keys(doc! { "handle": 1 })
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .name("handle_unique".to_owned())
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, PALM_IDS, vec![handle]).await
+}
+
+#[derive(Debug, Deserialize)]
+struct PalmIdDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    handle: String,
+    created_at: BsonDateTime,
+    #[serde(default)]
+    verifiers: Vec<VerifierDoc>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct VerifierDoc {
+    kind: String,
+    subject: String,
+    display_name: Option<String>,
+    verified_at: BsonDateTime,
+}
+
+impl From<PalmIdDoc> for PalmId {
+    fn from(doc: PalmIdDoc) -> Self {
+        Self {
+            id: doc.id,
+            handle: doc.handle,
+            created_at: from_bson_time(&doc.created_at),
+            verifiers: doc
+                .verifiers
+                .into_iter()
+                .map(|v| Verifier {
+                    kind: v.kind,
+                    subject: v.subject,
+                    display_name: v.display_name,
+                    verified_at: from_bson_time(&v.verified_at),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The PalmID `id`, if it exists.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn load(store: &Store, id: Uuid) -> Result<Option<PalmId>> {
+    let document = store
+        .database
+        .collection::<PalmIdDoc>(PALM_IDS)
+        .find_one(doc! { "_id": id.to_string() })
+        .await?;
+    Ok(document.map(PalmId::from))
+}
+
+fn parse_id(palm_id: Option<String>) -> Result<Uuid> {
+    palm_id
+        .and_then(|id| Uuid::parse_str(&id).ok())
+        .ok_or_else(|| anyhow::anyhow!("identity without a valid palm_id").into())
+}
+
+/// Returns the PalmID backed by `kind:subject`, creating both on first use.
+/// The boolean says whether this call created it.
+#[tracing::instrument(skip_all, fields(kind))]
+pub async fn find_or_create_for(store: &Store, kind: &str, subject: &str) -> Result<(Uuid, bool)> {
+    let key = identities::key(kind, subject);
+    // The request whose insert claimed the identity is the one that creates
+    // the PalmID; the unique `_id` makes that exactly one request.
+    let (palm_id, claimed) = match identities::holder(store, &key).await? {
+        Some(holder) => (parse_id(holder)?, false),
+        None => {
+            let candidate = Uuid::now_v7();
+            if identities::claim(store, &key, &candidate.to_string()).await? {
+                (candidate, true)
+            } else {
+                // Another request claimed it first: that one's PalmID wins.
+                let winner = identities::holder(store, &key)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("claimed identity vanished"))?;
+                (parse_id(winner)?, false)
+            }
+        }
+    };
+    // Create the PalmID document if it does not exist yet. An upsert with
+    // $setOnInsert is idempotent, so it also repairs a claim whose PalmID
+    // write was interrupted.
+    let handle = initial_handle(palm_id);
+    let event = Envelope::new(
+        SERVICE,
+        PalmIdCreated {
+            palm_id,
+            handle: handle.clone(),
+            first_verifier: kind.to_owned(),
+        },
+    );
+    let mut on_insert = doc! {
+        "handle": &handle,
+        "version": 1_i64,
+        // Stored beside the verifiers it derives from (one kind so far) so
+        // the platform metrics count PalmIDs by level from an index.
+        "level": 1_i64,
+        "created_at": BsonDateTime::now(),
+        "verifiers": [{ "kind": kind, "subject": subject, "identity": &key, "display_name": null, "verified_at": BsonDateTime::now() }],
+    };
+    outbox::attach(
+        &mut on_insert,
+        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)])],
+    );
+    let upsert = store
+        .database
+        .collection::<Document>(PALM_IDS)
+        .update_one(
+            doc! { "_id": palm_id.to_string() },
+            doc! { "$setOnInsert": on_insert },
+        )
+        .upsert(true)
+        .await;
+    // A concurrent upsert of the same document may lose with a duplicate key;
+    // the document exists either way, and only an insert stages the event.
+    match upsert {
+        Ok(_) => {}
+        Err(error) if palm_mongo::is_duplicate_key(&error) => {}
+        Err(error) => return Err(error.into()),
+    }
+    Ok((palm_id, claimed))
+}
+
+/// What [`set_handle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleChange {
+    /// The handle is set (and `palm_id.updated` staged).
+    Set,
+    /// No such PalmID.
+    NotFound,
+    /// Another PalmID has this handle.
+    Taken,
+}
+
+/// Sets `palm_id`'s handle, staging `palm_id.updated` in the same write.
+#[tracing::instrument(skip_all, fields(%palm_id))]
+pub async fn set_handle(store: &Store, palm_id: Uuid, handle: &str) -> Result<HandleChange> {
+    let event = Envelope::new(
+        SERVICE,
+        PalmIdUpdated {
+            palm_id,
+            handle: handle.to_owned(),
+        },
+    );
+    let mut change = doc! { "$set": { "handle": handle } };
+    outbox::stage(
+        &mut change,
+        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)])],
+    );
+    let result = store
+        .database
+        .collection::<Document>(PALM_IDS)
+        .update_one(doc! { "_id": palm_id.to_string() }, change)
+        .await;
+    match result {
+        Ok(outcome) if outcome.matched_count == 0 => Ok(HandleChange::NotFound),
+        Ok(_) => Ok(HandleChange::Set),
+        Err(error) if palm_mongo::is_duplicate_key(&error) => Ok(HandleChange::Taken),
+        Err(error) => Err(error.into()),
+    }
+}
