@@ -11,9 +11,10 @@ use futures_util::TryStreamExt;
 use palm_mongo::mongodb::bson::{Bson, DateTime, Document, doc};
 use palm_mongo::mongodb::options::Hint;
 use palm_mongo::mongodb::{Database, error::Result};
-use palmdao::api::{communities, proposals, verifications};
+use palmdao::api::{proposals, verifications};
 use palmdao::platform;
 use palmdao::store::palm_ids;
+use palmdao::store::{communities, memberships};
 
 use crate::snapshot::{Snapshot, VERIFICATION_STATUSES};
 
@@ -92,7 +93,7 @@ pub fn communities() -> Aggregation {
 
 /// Memberships.
 pub fn memberships() -> Aggregation {
-    Aggregation::new(communities::MEMBERSHIPS, platform::ID_INDEX, count_all())
+    Aggregation::new(memberships::MEMBERSHIPS, platform::ID_INDEX, count_all())
 }
 
 /// Proposals by status.

@@ -138,6 +138,6 @@ pub async fn community(
 ) -> Result<Json<Paged<AuditEntry>>, Problem> {
     let community = communities::find(&state, &slug).await?;
     communities::require_admin(&community, session.0)?;
-    let subject = community_subject(community.get_str("_id").unwrap_or_default());
+    let subject = community_subject(&community.id);
     list_for(&state, subject, &query).await
 }

@@ -6,59 +6,23 @@
 
 use axum::Json;
 use axum::extract::State;
-
-use super::extract::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
-use palm_core::Envelope;
-use palm_core::events::{CommunityCreated, MemberJoined, MemberLeft};
-use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
-use palm_mongo::mongodb::options::IndexOptions;
-use palm_mongo::mongodb::{Database, IndexModel};
-use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::audit::{community_subject, palm_subject};
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::limits;
 use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, from_bson_time, location};
-use crate::SERVICE;
-
-/// Community documents.
-pub const COMMUNITIES: &str = "communities";
-/// Membership documents.
-pub const MEMBERSHIPS: &str = "memberships";
-/// Level needed to join one.
-pub const JOIN_LEVEL: u32 = 1;
-
-/// Declares the unique slug and membership listing indexes.
-pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
-    let slug = IndexModel::builder()
-        .keys(doc! { "slug": 1 })
-        .options(
-            IndexOptions::builder()
-                .unique(true)
-                .name("slug_unique".to_owned())
-                .build(),
-        )
-        .build();
-    palm_mongo::ensure_indexes(database, COMMUNITIES, vec![slug]).await?;
-    let members = IndexModel::builder()
-        .keys(doc! { "community_id": 1, "palm_id": 1 })
-        .options(
-            IndexOptions::builder()
-                .name("by_community".to_owned())
-                .build(),
-        )
-        .build();
-    palm_mongo::ensure_indexes(database, MEMBERSHIPS, vec![members]).await
-}
+use super::{AppState, location};
+use crate::domain::communities::{
+    self as rules, Community, DEFAULT_VOTE_LEVEL, JOIN_LEVEL, LevelTooLow, Membership,
+};
+use crate::store::communities::{self as store, NewCommunity};
+use crate::store::memberships;
 
 /// `POST /v1/communities` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -97,7 +61,7 @@ fn level_schema() -> utoipa::openapi::schema::Object {
 }
 
 fn default_vote_level() -> u32 {
-    1
+    DEFAULT_VOTE_LEVEL
 }
 
 /// A community.
@@ -119,31 +83,17 @@ pub struct CommunityView {
     pub created_at: DateTime<Utc>,
 }
 
-fn view(document: &Document) -> CommunityView {
-    let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
-    CommunityView {
-        id: text("_id"),
-        slug: text("slug"),
-        name: text("name"),
-        description: text("description"),
-        admins: document
-            .get_array("admins")
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        min_vote_level: document
-            .get_document("settings")
-            .ok()
-            .and_then(|s| palm_mongo::integer(s, "min_vote_level"))
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(1),
-        created_at: document
-            .get_datetime("created_at")
-            .map(from_bson_time)
-            .unwrap_or_default(),
+impl From<Community> for CommunityView {
+    fn from(community: Community) -> Self {
+        Self {
+            id: community.id,
+            slug: community.slug,
+            name: community.name,
+            description: community.description,
+            admins: community.admins,
+            min_vote_level: community.min_vote_level,
+            created_at: community.created_at,
+        }
     }
 }
 
@@ -154,7 +104,7 @@ async fn level_of(state: &AppState, palm_id: Uuid) -> Result<u32, Problem> {
     Ok(palm.level())
 }
 
-fn level_too_low(needed: u32, has: u32) -> Problem {
+fn level_too_low(LevelTooLow { needed, has }: LevelTooLow) -> Problem {
     Problem::new(
         StatusCode::FORBIDDEN,
         "level_too_low",
@@ -166,26 +116,15 @@ fn level_too_low(needed: u32, has: u32) -> Problem {
 }
 
 /// The community with `slug`, or `404`.
-pub(crate) async fn find(state: &AppState, slug: &str) -> Result<Document, Problem> {
-    state
-        .database()
-        .collection::<Document>(COMMUNITIES)
-        .find_one(doc! { "slug": slug })
+pub(crate) async fn find(state: &AppState, slug: &str) -> Result<Community, Problem> {
+    store::find(state.store(), slug)
         .await?
         .ok_or_else(|| Problem::not_found("community"))
 }
 
-/// Whether `palm_id` administers `community`.
-pub(crate) fn is_admin(community: &Document, palm_id: Uuid) -> bool {
-    let palm_id = palm_id.to_string();
-    community
-        .get_array("admins")
-        .is_ok_and(|admins| admins.iter().any(|a| a.as_str() == Some(&palm_id)))
-}
-
 /// `403 not_admin` unless `palm_id` administers `community`.
-pub(crate) fn require_admin(community: &Document, palm_id: Uuid) -> Result<(), Problem> {
-    if is_admin(community, palm_id) {
+pub(crate) fn require_admin(community: &Community, palm_id: Uuid) -> Result<(), Problem> {
+    if community.is_admin(palm_id) {
         Ok(())
     } else {
         Err(Problem::new(
@@ -202,13 +141,7 @@ pub(crate) async fn is_member(
     community_id: &str,
     palm_id: Uuid,
 ) -> Result<bool, Problem> {
-    Ok(state
-        .database()
-        .collection::<Document>(MEMBERSHIPS)
-        .find_one(doc! { "_id": format!("{community_id}:{palm_id}") })
-        .projection(doc! { "_id": 1 })
-        .await?
-        .is_some())
+    Ok(memberships::is_member(state.store(), community_id, palm_id).await?)
 }
 
 /// Creates a community; the creator becomes its admin and first member.
@@ -231,116 +164,36 @@ pub async fn create(
     limits::DESCRIPTION.check("description", &request.description)?;
     limits::LEVEL.check("min_vote_level", i64::from(request.min_vote_level))?;
     let level = level_of(&state, session.0).await?;
-    let needed = state.create_community_level();
-    if level < needed {
-        return Err(level_too_low(needed, level));
-    }
-
-    let id = Uuid::now_v7();
-    let created = Envelope::new(
-        SERVICE,
-        CommunityCreated {
-            community_id: id,
-            slug: request.slug.clone(),
-            name: request.name.clone(),
-            admin_palm_id: session.0,
-        },
-    );
-    let mut community = doc! {
-        "_id": id.to_string(),
-        "slug": &request.slug,
-        "name": &request.name,
-        "description": &request.description,
-        "admins": [session.0.to_string()],
-        "settings": { "min_vote_level": i64::from(request.min_vote_level) },
-        "created_by": session.0.to_string(),
-        "created_at": BsonDateTime::now(),
+    rules::require_level(state.create_community_level(), level).map_err(level_too_low)?;
+    let new = NewCommunity {
+        slug: &request.slug,
+        name: &request.name,
+        description: &request.description,
+        min_vote_level: request.min_vote_level,
+        created_by: session.0,
     };
-    let record = OutboxRecord::from_envelope(&created)
-        .concerning([community_subject(&id.to_string()), palm_subject(session.0)]);
-    outbox::attach(&mut community, &[record]);
-    match state
-        .database()
-        .collection::<Document>(COMMUNITIES)
-        .insert_one(&community)
-        .await
-    {
-        Ok(_) => {}
-        Err(error) if palm_mongo::is_duplicate_key(&error) => {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "slug_taken",
-                "The slug is taken",
-            ));
-        }
-        Err(error) => return Err(error.into()),
-    }
+    let Some(community) = store::insert(state.store(), &new).await? else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "slug_taken",
+            "The slug is taken",
+        ));
+    };
     // The admin's membership; the community's `admins` already grants the
     // role, so a crash before this line loses no authority.
-    add_member(&state, id, &request.slug, session.0, "admin").await?;
+    let id = Uuid::parse_str(&community.id).map_err(anyhow::Error::from)?;
+    memberships::add(state.store(), id, &request.slug, session.0, "admin").await?;
     let path = format!("/v1/communities/{}", request.slug);
-    Ok((StatusCode::CREATED, location(&path), Json(view(&community))))
+    Ok((StatusCode::CREATED, location(&path), Json(community.into())))
 }
 
-/// Inserts the membership with its `member.joined` event; `false` if it existed.
-/// Adds `palm_id` to the community with `role`, unless already a member.
-/// Returns whether it was added and the membership as stored: joining again
-/// answers with the existing membership (its role and `joined_at`), never a
-/// made-up one.
-async fn add_member(
-    state: &AppState,
-    community_id: Uuid,
-    slug: &str,
-    palm_id: Uuid,
-    role: &str,
-) -> Result<(bool, Document), Problem> {
-    let joined = Envelope::new(
-        SERVICE,
-        MemberJoined {
-            community_id,
-            community_slug: slug.to_owned(),
-            palm_id,
-        },
-    );
-    let mut membership = doc! {
-        "_id": format!("{community_id}:{palm_id}"),
-        "community_id": community_id.to_string(),
-        "palm_id": palm_id.to_string(),
-        "role": role,
-        "joined_at": BsonDateTime::now(),
-    };
-    let record = OutboxRecord::from_envelope(&joined).concerning([
-        community_subject(&community_id.to_string()),
-        palm_subject(palm_id),
-    ]);
-    let id = membership.get_str("_id").unwrap_or_default().to_owned();
-    let stored = membership.clone();
-    outbox::attach(&mut membership, &[record]);
-    let memberships = state.database().collection::<Document>(MEMBERSHIPS);
-    match memberships.insert_one(membership).await {
-        Ok(_) => Ok((true, stored)),
-        Err(error) if palm_mongo::is_duplicate_key(&error) => {
-            let existing = memberships
-                .find_one(doc! { "_id": &id })
-                .projection(doc! { "palm_id": 1, "role": 1, "joined_at": 1 })
-                .await?
-                // Left between the insert and the read: nothing to report
-                // but what was asked for.
-                .unwrap_or(stored);
-            Ok((false, existing))
+impl From<Membership> for MemberView {
+    fn from(membership: Membership) -> Self {
+        Self {
+            palm_id: membership.palm_id,
+            role: membership.role,
+            joined_at: membership.joined_at,
         }
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn member_view(membership: &Document) -> MemberView {
-    MemberView {
-        palm_id: membership.get_str("palm_id").unwrap_or_default().to_owned(),
-        role: membership.get_str("role").unwrap_or_default().to_owned(),
-        joined_at: membership
-            .get_datetime("joined_at")
-            .map(from_bson_time)
-            .unwrap_or_default(),
     }
 }
 
@@ -355,22 +208,8 @@ pub async fn list(
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Paged<CommunityView>>, Problem> {
     let limit = pages::limit(page.limit)?;
-    let filter = match &page.cursor {
-        Some(after) => doc! { "slug": { "$gt": after } },
-        None => doc! {},
-    };
-    let documents: Vec<Document> = state
-        .database()
-        .collection::<Document>(COMMUNITIES)
-        .find(filter)
-        .sort(doc! { "slug": 1 })
-        .limit(limit + 1)
-        .await?
-        .try_collect()
-        .await?;
-    Ok(Json(Paged::from_documents(&documents, limit, view, |d| {
-        d.get_str("slug").unwrap_or_default().to_owned()
-    })))
+    let communities = store::list_by_slug(state.store(), page.cursor.as_deref(), limit).await?;
+    Ok(Json(Paged::of(communities, limit, |c| c.slug.clone())))
 }
 
 /// One community.
@@ -384,7 +223,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<CommunityView>, Problem> {
-    Ok(Json(view(&find(&state, &slug).await?)))
+    Ok(Json(find(&state, &slug).await?.into()))
 }
 
 /// A membership.
@@ -416,18 +255,16 @@ pub async fn join(
 ) -> Result<(StatusCode, Json<MemberView>), Problem> {
     let community = find(&state, &slug).await?;
     let level = level_of(&state, session.0).await?;
-    if level < JOIN_LEVEL {
-        return Err(level_too_low(JOIN_LEVEL, level));
-    }
-    let id = Uuid::parse_str(community.get_str("_id").unwrap_or_default())
-        .map_err(anyhow::Error::from)?;
-    let (created, membership) = add_member(&state, id, &slug, session.0, "member").await?;
+    rules::require_level(JOIN_LEVEL, level).map_err(level_too_low)?;
+    let id = Uuid::parse_str(&community.id).map_err(anyhow::Error::from)?;
+    let (created, membership) =
+        memberships::add(state.store(), id, &slug, session.0, "member").await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(member_view(&membership))))
+    Ok((status, Json(membership.into())))
 }
 
 /// Leaves a community; its admins cannot (hand over first).
@@ -446,48 +283,20 @@ pub async fn leave(
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
     let community = find(&state, &slug).await?;
-    if is_admin(&community, session.0) {
+    if community.is_admin(session.0) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "admin_cannot_leave",
             "An admin cannot leave their community",
         ));
     }
-    let id = community.get_str("_id").unwrap_or_default().to_owned();
-    let removed = state
-        .database()
-        .collection::<Document>(MEMBERSHIPS)
-        .find_one_and_delete(doc! { "_id": format!("{id}:{}", session.0) })
-        .await?
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_a_member",
-                "You are not a member",
-            )
-        })?;
-    // The membership document is gone, so its events ride on the community:
-    // any it still held (a `member.joined` the relay had not published yet),
-    // then `member.left`.
-    let mut records = outbox::pending_records(&removed);
-    let left = Envelope::new(
-        SERVICE,
-        MemberLeft {
-            community_id: Uuid::parse_str(&id).map_err(anyhow::Error::from)?,
-            palm_id: session.0,
-        },
-    );
-    let mut update = doc! {};
-    records.push(
-        OutboxRecord::from_envelope(&left)
-            .concerning([community_subject(&id), palm_subject(session.0)]),
-    );
-    outbox::stage(&mut update, &records);
-    state
-        .database()
-        .collection::<Document>(COMMUNITIES)
-        .update_one(doc! { "_id": &id }, update)
-        .await?;
+    if !memberships::remove(state.store(), &community.id, session.0).await? {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_a_member",
+            "You are not a member",
+        ));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -505,24 +314,7 @@ pub async fn members(
 ) -> Result<Json<Paged<MemberView>>, Problem> {
     let limit = pages::limit(page.limit)?;
     let community = find(&state, &slug).await?;
-    let id = community.get_str("_id").unwrap_or_default().to_owned();
-    let mut filter = doc! { "community_id": &id };
-    if let Some(after) = &page.cursor {
-        filter.insert("palm_id", doc! { "$gt": after });
-    }
-    let documents: Vec<Document> = state
-        .database()
-        .collection::<Document>(MEMBERSHIPS)
-        .find(filter)
-        .sort(doc! { "palm_id": 1 })
-        .limit(limit + 1)
-        .await?
-        .try_collect()
-        .await?;
-    Ok(Json(Paged::from_documents(
-        &documents,
-        limit,
-        member_view,
-        |d| d.get_str("palm_id").unwrap_or_default().to_owned(),
-    )))
+    let members =
+        memberships::list(state.store(), &community.id, page.cursor.as_deref(), limit).await?;
+    Ok(Json(Paged::of(members, limit, |m| m.palm_id.clone())))
 }

@@ -4,44 +4,18 @@
 
 use axum::Json;
 use axum::extract::State;
-
-use super::extract::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use palm_core::Envelope;
-use palm_core::events::DiscussionCreated;
-use palm_mongo::mongodb::bson::{Document, doc};
-use palm_mongo::mongodb::options::IndexOptions;
-use palm_mongo::mongodb::{Database, IndexModel};
-use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use super::audit::{community_subject, palm_subject};
 use super::communities;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::openapi::{Always, BadBody, BadQuery, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, from_bson_time, location, to_bson_time};
-use crate::SERVICE;
-
-/// Discussion documents.
-pub const DISCUSSIONS: &str = "discussions";
-
-/// Declares the per-community listing index.
-pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
-    let by_community = IndexModel::builder()
-        .keys(doc! { "community_id": 1, "_id": -1 })
-        .options(
-            IndexOptions::builder()
-                .name("by_community".to_owned())
-                .build(),
-        )
-        .build();
-    palm_mongo::ensure_indexes(database, DISCUSSIONS, vec![by_community]).await
-}
+use super::{AppState, location};
+use crate::store::discussions::{self as store, Discussion};
 
 /// `POST /v1/communities/{slug}/discussions` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -73,18 +47,16 @@ pub struct DiscussionView {
     pub created_at: DateTime<Utc>,
 }
 
-fn view(document: &Document) -> DiscussionView {
-    let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
-    DiscussionView {
-        id: text("_id"),
-        community_id: text("community_id"),
-        title: text("title"),
-        body: text("body"),
-        author: text("author"),
-        created_at: document
-            .get_datetime("created_at")
-            .map(from_bson_time)
-            .unwrap_or_default(),
+impl From<Discussion> for DiscussionView {
+    fn from(discussion: Discussion) -> Self {
+        Self {
+            id: discussion.id,
+            community_id: discussion.community_id,
+            title: discussion.title,
+            body: discussion.body,
+            author: discussion.author,
+            created_at: discussion.created_at,
+        }
     }
 }
 
@@ -107,42 +79,23 @@ pub async fn create(
 ) -> Result<(StatusCode, HeaderMap, Json<DiscussionView>), Problem> {
     pages::check_title_and_body(&request.title, &request.body)?;
     let community = communities::find(&state, &slug).await?;
-    let community_id = community.get_str("_id").unwrap_or_default().to_owned();
-    if !communities::is_member(&state, &community_id, session.0).await? {
+    if !communities::is_member(&state, &community.id, session.0).await? {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "not_a_member",
             "Only members may do this",
         ));
     }
-    let id = Uuid::now_v7();
-    let created = Envelope::new(
-        SERVICE,
-        DiscussionCreated {
-            discussion_id: id,
-            community_id: Uuid::parse_str(&community_id).map_err(anyhow::Error::from)?,
-            author_palm_id: session.0,
-            title: request.title.clone(),
-        },
-    );
-    let mut document = doc! {
-        "_id": id.to_string(),
-        "community_id": &community_id,
-        "title": request.title.trim(),
-        "body": &request.body,
-        "author": session.0.to_string(),
-        "created_at": to_bson_time(Utc::now()),
-    };
-    let record = OutboxRecord::from_envelope(&created)
-        .concerning([community_subject(&community_id), palm_subject(session.0)]);
-    outbox::attach(&mut document, &[record]);
-    state
-        .database()
-        .collection::<Document>(DISCUSSIONS)
-        .insert_one(&document)
-        .await?;
-    let headers = location(&format!("/v1/discussions/{id}"));
-    Ok((StatusCode::CREATED, headers, Json(view(&document))))
+    let discussion = store::insert(
+        state.store(),
+        &community.id,
+        session.0,
+        &request.title,
+        &request.body,
+    )
+    .await?;
+    let headers = location(&format!("/v1/discussions/{}", discussion.id));
+    Ok((StatusCode::CREATED, headers, Json(discussion.into())))
 }
 
 /// Lists a community's discussions, newest first.
@@ -158,25 +111,15 @@ pub async fn list(
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Paged<DiscussionView>>, Problem> {
     let community = communities::find(&state, &slug).await?;
-    let filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
-    let page = pages::newest_first(
-        state.database().collection(DISCUSSIONS),
-        filter,
-        None,
-        page.limit,
-        page.cursor.as_deref(),
-        view,
-    )
-    .await?;
-    Ok(Json(page))
+    let limit = pages::limit(page.limit)?;
+    let discussions =
+        store::newest_first(state.store(), &community.id, limit, page.cursor.as_deref()).await?;
+    Ok(Json(Paged::of(discussions, limit, |d| d.id.clone())))
 }
 
 /// The discussion with `id` in any community, or `404`.
-pub(crate) async fn load(state: &AppState, id: &str) -> Result<Document, Problem> {
-    state
-        .database()
-        .collection::<Document>(DISCUSSIONS)
-        .find_one(doc! { "_id": id })
+pub(crate) async fn load(state: &AppState, id: &str) -> Result<Discussion, Problem> {
+    store::load(state.store(), id)
         .await?
         .ok_or_else(|| Problem::not_found("discussion"))
 }
@@ -192,5 +135,5 @@ pub async fn get_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DiscussionView>, Problem> {
-    Ok(Json(view(&load(&state, &id).await?)))
+    Ok(Json(load(&state, &id).await?.into()))
 }

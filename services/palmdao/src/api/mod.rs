@@ -119,8 +119,9 @@ pub async fn ensure_indexes(
     database: &palm_mongo::mongodb::Database,
 ) -> palm_mongo::mongodb::error::Result<()> {
     crate::store::nonces::ensure_indexes(database).await?;
-    communities::ensure_indexes(database).await?;
-    discussions::ensure_indexes(database).await?;
+    crate::store::communities::ensure_indexes(database).await?;
+    crate::store::memberships::ensure_indexes(database).await?;
+    crate::store::discussions::ensure_indexes(database).await?;
     proposals::ensure_indexes(database).await?;
     audit::audit_log().ensure_indexes(database).await?;
     idempotency::ensure_indexes(database).await?;

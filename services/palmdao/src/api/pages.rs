@@ -71,6 +71,22 @@ impl<T> Paged<T> {
     }
 }
 
+impl<T> Paged<T> {
+    /// The page from up to `limit + 1` records read in cursor order, each
+    /// shown as its view: `cursor` names where the next page starts after
+    /// the last one shown.
+    pub fn of<R: Into<T>>(mut records: Vec<R>, limit: i64, cursor: impl Fn(&R) -> String) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = records.len() > limit;
+        records.truncate(limit);
+        let next_cursor = more.then(|| records.last().map(&cursor)).flatten();
+        Self {
+            items: records.into_iter().map(Into::into).collect(),
+            next_cursor,
+        }
+    }
+}
+
 /// The title and body rule of discussions and proposals: a title of 1–200
 /// characters (not blank), a body of at most 20,000 ([`super::limits`]).
 pub fn check_title_and_body(title: &str, body: &str) -> Result<(), Problem> {

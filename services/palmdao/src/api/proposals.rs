@@ -344,21 +344,15 @@ pub async fn create(
         )
         .with_detail("end must be after start and in the future"));
     }
-    let default_level = community
-        .get_document("settings")
-        .ok()
-        .and_then(|s| palm_mongo::integer(s, "min_vote_level"))
-        .and_then(|v| u32::try_from(v).ok())
-        .unwrap_or(1);
-    let min_level = request.min_level.unwrap_or(default_level);
+    let min_level = request.min_level.unwrap_or(community.min_vote_level);
     if !(1..=10).contains(&min_level) {
         return Err(Problem::validation("min_level must be between 1 and 10"));
     }
 
-    let community_id = community.get_str("_id").unwrap_or_default().to_owned();
+    let community_id = community.id.clone();
     if let Some(discussion_id) = &request.discussion_id {
         let from_here = match super::discussions::load(&state, discussion_id).await {
-            Ok(discussion) => discussion.get_str("community_id") == Ok(community_id.as_str()),
+            Ok(discussion) => discussion.community_id == community_id,
             Err(problem) if problem.status == StatusCode::NOT_FOUND.as_u16() => false,
             Err(problem) => return Err(problem),
         };
@@ -456,7 +450,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ProposalQuery>,
 ) -> Result<Json<Paged<ProposalView>>, Problem> {
     let community = communities::find(&state, &slug).await?;
-    let mut filter = doc! { "community_id": community.get_str("_id").unwrap_or_default() };
+    let mut filter = doc! { "community_id": &community.id };
     match query.status.as_deref() {
         None => {}
         Some(status) if STATUSES.contains(&status) => {

@@ -22,8 +22,12 @@
 //! - [`wiring`]: the outbox relay, leases and message idempotency records
 //!   `crate::run` and the jobs need.
 
+pub mod communities;
+pub mod discussions;
 pub mod identities;
+pub mod memberships;
 pub mod nonces;
+pub mod pages;
 pub mod palm_ids;
 pub mod wiring;
 
