@@ -2,7 +2,7 @@
 //!
 //! It serves the API ([`api`]: Sign-In with Ethereum, sessions, PalmIDs,
 //! verifications, communities, discussions, proposals, vote intake, audit) on
-//! `http.addr`, applies results from the validators ([`results`],
+//! `http.addr`, applies results from the validators ([`consumers`],
 //! [`tally`]), opens and closes proposals on time ([`scheduler`]),
 //! declares its MongoDB indexes and RabbitMQ queue, and runs the outbox relay
 //! that publishes the events its writes stage (on one replica at a time,
@@ -10,9 +10,9 @@
 //! aggregations run on ([`platform`]), since that service never writes.
 
 pub mod api;
+pub mod consumers;
 pub mod domain;
 pub mod platform;
-pub mod results;
 pub mod scheduler;
 pub mod store;
 pub mod tally;
@@ -369,7 +369,7 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     );
     let serving = tokio::spawn(api::serve(listener, router, runtime.shutdown.clone()));
 
-    let results = results::Results::new(database.clone());
+    let results = consumers::results::Results::new(store.clone());
     let consumer = Consumer::new(
         &broker,
         &publisher,

@@ -54,7 +54,7 @@ pub fn indexes() -> Vec<(&'static str, IndexModel)> {
             named(doc! { "level": 1 }, PALM_IDS_BY_LEVEL),
         ),
         (
-            crate::api::verifications::VERIFICATIONS,
+            crate::store::verifications::VERIFICATIONS,
             named(
                 doc! { "kind": 1, "status": 1 },
                 VERIFICATIONS_BY_KIND_STATUS,

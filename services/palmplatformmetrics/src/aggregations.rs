@@ -11,10 +11,9 @@ use futures_util::TryStreamExt;
 use palm_mongo::mongodb::bson::{Bson, DateTime, Document, doc};
 use palm_mongo::mongodb::options::Hint;
 use palm_mongo::mongodb::{Database, error::Result};
-use palmdao::api::{proposals, verifications};
+use palmdao::api::proposals;
 use palmdao::platform;
-use palmdao::store::palm_ids;
-use palmdao::store::{communities, memberships};
+use palmdao::store::{communities, memberships, palm_ids, verifications};
 
 use crate::snapshot::{Snapshot, VERIFICATION_STATUSES};
 

@@ -1,32 +1,23 @@
 //! Verification intake: `POST /v1/me/verifications` stores a pending
 //! verification and stages `verification.requested.<kind>` in the same write;
 //! `GET /v1/me/verifications/{id}` shows its state to its owner only. The
-//! result arrives as `verification.completed` (see `crate::results`).
+//! result arrives as `verification.completed` (see
+//! `crate::consumers::results`); the documents are
+//! [`crate::store::verifications`]'.
 
-use super::audit::palm_subject;
 use axum::Json;
 use axum::extract::State;
-
-use super::extract::ApiPath;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use palm_core::Envelope;
-use palm_core::events::{DiscordVerificationRequested, WalletVerificationRequested};
-use palm_mongo::mongodb::bson::{Document, doc};
-use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::limits;
 use super::openapi::{Always, BadBody, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, from_bson_time, location, to_bson_time};
-use crate::SERVICE;
-
-/// Verification documents.
-pub const VERIFICATIONS: &str = "verifications";
+use super::{AppState, location};
+use crate::store::verifications::{self, Proof, Verification};
 
 /// `POST /v1/me/verifications` body, by kind. Its schema is written out
 /// below ([`utoipa::PartialSchema`]): utoipa's derive leaves a tagged
@@ -131,9 +122,8 @@ pub async fn request(
     session: Session,
     ApiJson(request): ApiJson<VerificationRequest>,
 ) -> Result<(StatusCode, HeaderMap, Json<VerificationView>), Problem> {
-    let id = Uuid::now_v7();
     let now = Utc::now();
-    let (kind, record) = match &request {
+    let proof = match &request {
         VerificationRequest::Wallet { message, signature } => {
             limits::SIWE_MESSAGE.check("message", message)?;
             limits::SIGNATURE.check("signature", signature)?;
@@ -148,58 +138,20 @@ pub async fn request(
                             .with_detail(error.to_string())
                     })?;
             super::auth::consume_nonce(&state, &parsed.nonce, now).await?;
-            let event = Envelope::new(
-                SERVICE,
-                WalletVerificationRequested {
-                    verification_id: id,
-                    palm_id: session.0,
-                    message: message.clone(),
-                    signature: signature.clone(),
-                },
-            );
-            (
-                "wallet",
-                OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)]),
-            )
+            Proof::Wallet { message, signature }
         }
         VerificationRequest::Discord { code, redirect_uri } => {
             limits::OAUTH_CODE.check("code", code)?;
             limits::REDIRECT_URI.check("redirect_uri", redirect_uri)?;
-            let event = Envelope::new(
-                SERVICE,
-                DiscordVerificationRequested {
-                    verification_id: id,
-                    palm_id: session.0,
-                    code: code.clone(),
-                    redirect_uri: redirect_uri.clone(),
-                },
-            );
-            (
-                "discord",
-                OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)]),
-            )
+            Proof::Discord { code, redirect_uri }
         }
     };
-    // The request's secrets (signature, OAuth code) travel only in the event;
-    // the stored document keeps what the owner may see.
-    let mut document = doc! {
-        "_id": id.to_string(),
-        "palm_id": session.0.to_string(),
-        "kind": kind,
-        "status": "pending",
-        "requested_at": to_bson_time(now),
-    };
-    outbox::attach(&mut document, &[record]);
-    state
-        .database()
-        .collection::<Document>(VERIFICATIONS)
-        .insert_one(document)
-        .await?;
+    let id = verifications::request(state.store(), session.0, proof, now).await?;
 
     let headers = location(&format!("/v1/me/verifications/{id}"));
     let view = VerificationView {
         id: id.to_string(),
-        kind: kind.to_owned(),
+        kind: proof.kind().to_owned(),
         status: "pending".to_owned(),
         reason: None,
         subject: None,
@@ -221,23 +173,22 @@ pub async fn show(
     session: Session,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<VerificationView>, Problem> {
-    let found = state
-        .database()
-        .collection::<Document>(VERIFICATIONS)
-        .find_one(doc! { "_id": &id, "palm_id": session.0.to_string() })
+    let found = verifications::find_owned(state.store(), &id, session.0)
         .await?
         .ok_or_else(|| Problem::not_found("verification"))?;
-    let text = |key: &str| found.get_str(key).ok().map(str::to_owned);
-    Ok(Json(VerificationView {
-        id,
-        kind: text("kind").unwrap_or_default(),
-        status: text("status").unwrap_or_default(),
-        reason: text("reason"),
-        subject: text("subject"),
-        requested_at: found
-            .get_datetime("requested_at")
-            .map(from_bson_time)
-            .unwrap_or_default(),
-        completed_at: found.get_datetime("completed_at").ok().map(from_bson_time),
-    }))
+    Ok(Json(VerificationView { id, ..found.into() }))
+}
+
+impl From<Verification> for VerificationView {
+    fn from(found: Verification) -> Self {
+        Self {
+            id: found.id,
+            kind: found.kind,
+            status: found.status,
+            reason: found.reason,
+            subject: found.subject,
+            requested_at: found.requested_at,
+            completed_at: found.completed_at,
+        }
+    }
 }

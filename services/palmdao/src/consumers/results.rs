@@ -11,9 +11,7 @@
 //! duplicate delivery changes nothing.
 
 use palm_amqp::{HandlerError, Incoming};
-use palm_core::events::{
-    VerificationCompleted, VerificationOutcome, VoteRejected, VoteValidated,
-};
+use palm_core::events::{VerificationCompleted, VerificationOutcome, VoteRejected, VoteValidated};
 use palm_core::{Envelope, RawEnvelope};
 
 use crate::domain::palm_ids::normalize_subject;

@@ -29,6 +29,7 @@ pub mod memberships;
 pub mod nonces;
 pub mod pages;
 pub mod palm_ids;
+pub mod verifications;
 pub mod wiring;
 
 use palm_mongo::mongodb::Database;

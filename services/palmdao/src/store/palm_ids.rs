@@ -3,8 +3,9 @@
 //! writes stage (`palm_id.created`, `palm_id.updated`,
 //! `palm_id.verifier_added`).
 
+use chrono::Utc;
 use palm_core::Envelope;
-use palm_core::events::{PalmIdCreated, PalmIdUpdated};
+use palm_core::events::{PalmIdCreated, PalmIdUpdated, PalmIdVerifierAdded, VerificationCompleted};
 use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
 use palm_mongo::mongodb::options::IndexOptions;
 use palm_mongo::mongodb::{Database, IndexModel};
@@ -12,10 +13,10 @@ use palm_mongo::outbox::{self, OutboxRecord};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Result, Store, from_bson_time, identities};
+use super::{Result, Store, from_bson_time, identities, to_bson_time};
 use crate::SERVICE;
 use crate::domain::audit::palm_subject;
-use crate::domain::palm_ids::{PalmId, Verifier, initial_handle};
+use crate::domain::palm_ids::{PalmId, Verifier, initial_handle, level_of};
 
 /// PalmID documents.
 pub const PALM_IDS: &str = "palm_ids";
@@ -192,4 +193,104 @@ pub async fn set_handle(store: &Store, palm_id: Uuid, handle: &str) -> Result<Ha
         Err(error) if palm_mongo::is_duplicate_key(&error) => Ok(HandleChange::Taken),
         Err(error) => Err(error.into()),
     }
+}
+
+/// What [`add_verifier`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifierAdded {
+    /// Added, with `palm_id.verifier_added` staged.
+    Added,
+    /// The PalmID already had it: nothing changed.
+    AlreadyThere,
+    /// No such PalmID.
+    UnknownPalmId,
+    /// The PalmID kept changing under every attempt; try again later.
+    KeptChanging,
+}
+
+/// Adds the verifier `kind:subject` to the PalmID `cause` names unless it
+/// already has it (so a redelivery changes nothing), with the level that
+/// follows and `palm_id.verifier_added` (caused by `cause`) in the same
+/// write.
+#[tracing::instrument(skip_all, fields(palm_id = %cause.payload.palm_id))]
+pub async fn add_verifier(
+    store: &Store,
+    cause: &Envelope<VerificationCompleted>,
+    subject: &str,
+    display_name: Option<&str>,
+) -> Result<VerifierAdded> {
+    let result = &cause.payload;
+    let added = Envelope::caused_by(
+        SERVICE,
+        PalmIdVerifierAdded {
+            palm_id: result.palm_id,
+            kind: result.kind.clone(),
+        },
+        cause,
+    );
+    let identity = identities::key(&result.kind, subject);
+    let verifier = doc! {
+        "kind": &result.kind,
+        "subject": subject,
+        "identity": &identity,
+        "display_name": display_name,
+        "verified_at": to_bson_time(Utc::now()),
+    };
+    let palm_ids = store.database.collection::<Document>(PALM_IDS);
+    // Optimistic concurrency: push only onto the version just read, so a
+    // verifier is added at most once however often or concurrently this
+    // runs. A lost race reads again.
+    for _ in 0..5 {
+        let Some(current) = palm_ids
+            .find_one(doc! { "_id": result.palm_id.to_string() })
+            .await?
+        else {
+            return Ok(VerifierAdded::UnknownPalmId);
+        };
+        let present = current.get_array("verifiers").is_ok_and(|verifiers| {
+            verifiers.iter().any(|v| {
+                v.as_document().and_then(|d| d.get_str("identity").ok()) == Some(identity.as_str())
+            })
+        });
+        if present {
+            return Ok(VerifierAdded::AlreadyThere);
+        }
+        let version = palm_mongo::integer(&current, "version").unwrap_or(0);
+        let kinds: Vec<String> = current
+            .get_array("verifiers")
+            .map(|verifiers| {
+                verifiers
+                    .iter()
+                    .filter_map(|v| v.as_document()?.get_str("kind").ok())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The level changes with the verifiers, in the same write; the
+        // version check makes it the level of exactly these verifiers.
+        let level = level_of(
+            kinds
+                .iter()
+                .map(String::as_str)
+                .chain([result.kind.as_str()]),
+        );
+        let mut update = doc! {
+            "$push": { "verifiers": verifier.clone() },
+            "$set": { "version": version + 1, "level": i64::from(level) },
+        };
+        outbox::stage(
+            &mut update,
+            &[OutboxRecord::from_envelope(&added).concerning([palm_subject(result.palm_id)])],
+        );
+        let filter = if version == 0 {
+            doc! { "_id": result.palm_id.to_string(), "version": { "$exists": false } }
+        } else {
+            doc! { "_id": result.palm_id.to_string(), "version": version }
+        };
+        let outcome = palm_ids.update_one(filter, update).await?;
+        if outcome.matched_count == 1 {
+            return Ok(VerifierAdded::Added);
+        }
+    }
+    Ok(VerifierAdded::KeptChanging)
 }
