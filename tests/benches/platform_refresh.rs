@@ -52,8 +52,8 @@ async fn counted_database(name: &str) -> (mongodb::Database, Arc<AtomicU64>) {
 }
 
 async fn create_indexes(db: &mongodb::Database) {
-    palmdao::api::ensure_indexes(db).await.unwrap();
-    palmdao::platform::ensure_indexes(db).await.unwrap();
+    palmdao::store::ensure_indexes(db).await.unwrap();
+    palmdao::store::platform::ensure_indexes(db).await.unwrap();
     for collection in palmdao::OUTBOX_COLLECTIONS {
         palm_mongo::ensure_indexes(db, collection, vec![palm_mongo::outbox::index()])
             .await

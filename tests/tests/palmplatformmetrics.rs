@@ -653,8 +653,8 @@ async fn every_platform_value_equals_a_recount_of_the_seeded_data() {
 /// Creates the indexes palmdao would at start-up (the aggregations name
 /// them; real MongoDB refuses a hint to a missing index).
 async fn palmdao_indexes(db: &mongodb::Database) {
-    palmdao::api::ensure_indexes(db).await.unwrap();
-    palmdao::platform::ensure_indexes(db).await.unwrap();
+    palmdao::store::ensure_indexes(db).await.unwrap();
+    palmdao::store::platform::ensure_indexes(db).await.unwrap();
     for collection in palmdao::OUTBOX_COLLECTIONS {
         palm_mongo::ensure_indexes(db, collection, vec![palm_mongo::outbox::index()])
             .await

@@ -7,12 +7,12 @@
 //! declares its MongoDB indexes and RabbitMQ queue, and runs the outbox relay
 //! that publishes the events its writes stage (on one replica at a time,
 //! under a lease). It also declares the indexes palmplatformmetrics'
-//! aggregations run on ([`platform`]), since that service never writes.
+//! aggregations run on ([`store::platform`]), since that service never
+//! writes.
 
 pub mod api;
 pub mod consumers;
 pub mod domain;
-pub mod platform;
 pub mod scheduler;
 pub mod store;
 pub mod tally;
@@ -348,12 +348,7 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     runtime.readiness.register("amqp", broker.readiness_check());
     let publisher = Publisher::new(broker.clone());
 
-    api::ensure_indexes(&database)
-        .await
-        .context("failed to create the API indexes")?;
-    platform::ensure_indexes(&database)
-        .await
-        .context("failed to create the platform metrics indexes")?;
+    store.ensure_indexes().await?;
     api::register_metrics();
     for outcome in ["valid", "rejected"] {
         let _ = palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => outcome);
@@ -390,7 +385,7 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
         .with_drain_timeout(Duration::from_millis(
             settings.runtime.shutdown.grace_ms / 2,
         ))
-        .with_audit(api::audit::audit_log());
+        .with_audit(store::audit::audit_log());
     let holder = format!("{SERVICE}-{}", runtime.instance_id());
     let lease = Lease::new(
         &database,

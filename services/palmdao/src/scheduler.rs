@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::SERVICE;
-use crate::api::audit::community_subject;
-use crate::api::proposals::{PROPOSALS, VOTES};
-use crate::api::to_bson_time;
+use crate::domain::audit::community_subject;
+use crate::store::proposals::{PROPOSALS, VOTES};
+use crate::store::to_bson_time;
 use crate::tally::Tally;
 
 /// Opens and closes proposals on time.

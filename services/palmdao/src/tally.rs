@@ -27,8 +27,8 @@ use palm_mongo::mongodb::Database;
 use palm_mongo::mongodb::bson::{Bson, Document, doc};
 use palm_mongo::mongodb::options::ReturnDocument;
 
-use crate::api::proposals::{PROPOSALS, VOTES};
-use crate::api::to_bson_time;
+use crate::store::proposals::{PROPOSALS, VOTES};
+use crate::store::to_bson_time;
 
 /// Attempts at the ballot compare-and-set before the message is retried later.
 const CAS_ATTEMPTS: usize = 50;
@@ -291,7 +291,7 @@ pub fn time_of(document: &Document, key: &str) -> Option<DateTime<Utc>> {
     document
         .get_datetime(key)
         .ok()
-        .map(crate::api::from_bson_time)
+        .map(crate::store::from_bson_time)
 }
 
 #[cfg(test)]

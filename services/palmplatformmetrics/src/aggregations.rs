@@ -11,9 +11,7 @@ use futures_util::TryStreamExt;
 use palm_mongo::mongodb::bson::{Bson, DateTime, Document, doc};
 use palm_mongo::mongodb::options::Hint;
 use palm_mongo::mongodb::{Database, error::Result};
-use palmdao::api::proposals;
-use palmdao::platform;
-use palmdao::store::{communities, memberships, palm_ids, verifications};
+use palmdao::store::{communities, memberships, palm_ids, platform, proposals, verifications};
 
 use crate::snapshot::{Snapshot, VERIFICATION_STATUSES};
 
@@ -298,7 +296,7 @@ mod tests {
     /// is what keeps every aggregation on an index).
     #[test]
     fn every_aggregation_names_an_index_palmdao_declares_on_its_collection() {
-        let mut declared: BTreeSet<(String, String)> = palmdao::platform::indexes()
+        let mut declared: BTreeSet<(String, String)> = palmdao::store::platform::indexes()
             .into_iter()
             .map(|(collection, index)| {
                 (collection.to_owned(), index.options.unwrap().name.unwrap())

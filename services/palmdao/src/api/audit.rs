@@ -1,6 +1,6 @@
-//! Audit routes over the append-only `audit_events` collection, which the
-//! outbox relay fills with a copy of every event palmdao stages (see
-//! `palm_mongo::audit`). Each staged record names its subjects with
+//! Audit routes over the append-only audit log, which the outbox relay
+//! fills with a copy of every event palmdao stages
+//! ([`crate::store::audit`]). Each staged record names its subjects with
 //! [`palm_subject`] and [`community_subject`]; the routes list by subject:
 //! `GET /v1/me/audit` (the caller's own events) and
 //! `GET /v1/communities/{slug}/audit` (community admins only). Votes are
@@ -12,37 +12,16 @@ use axum::extract::State;
 
 use super::extract::{ApiPath, ApiQuery};
 use chrono::{DateTime, Utc};
-use palm_mongo::AuditLog;
-use palm_mongo::audit::SUBJECTS_FIELD;
-use palm_mongo::mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
+use super::AppState;
 use super::communities;
 use super::openapi::{Always, BadQuery, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Paged};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, from_bson_time};
-
-/// Audit entries.
-pub const AUDIT_EVENTS: &str = "audit_events";
-
-/// The log the relay writes: payload fields that are credentials (the
-/// Discord OAuth code) are not kept.
-pub fn audit_log() -> AuditLog {
-    AuditLog::new(AUDIT_EVENTS).redacting(&["code"])
-}
-
-/// Subject naming a PalmID.
-pub fn palm_subject(palm_id: Uuid) -> String {
-    format!("palm_id:{palm_id}")
-}
-
-/// Subject naming a community by id.
-pub fn community_subject(community_id: &str) -> String {
-    format!("community:{community_id}")
-}
+use crate::domain::audit::{community_subject, palm_subject};
+use crate::store::audit as store;
 
 /// `?limit&cursor&type` of the audit routes.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -72,19 +51,14 @@ pub struct AuditEntry {
     pub payload: serde_json::Value,
 }
 
-fn entry(document: &Document) -> AuditEntry {
-    AuditEntry {
-        id: document.get_str("_id").unwrap_or_default().to_owned(),
-        event_type: document.get_str("type").unwrap_or_default().to_owned(),
-        occurred_at: document
-            .get_datetime("occurred_at")
-            .map(from_bson_time)
-            .unwrap_or_default(),
-        payload: document
-            .get_document("payload")
-            .ok()
-            .and_then(|p| serde_json::to_value(p).ok())
-            .unwrap_or_default(),
+impl From<store::AuditEntry> for AuditEntry {
+    fn from(entry: store::AuditEntry) -> Self {
+        Self {
+            id: entry.id,
+            event_type: entry.event_type,
+            occurred_at: entry.occurred_at,
+            payload: entry.payload,
+        }
     }
 }
 
@@ -93,20 +67,16 @@ async fn list_for(
     subject: String,
     query: &AuditQuery,
 ) -> Result<Json<Paged<AuditEntry>>, Problem> {
-    let mut filter = doc! { SUBJECTS_FIELD: subject };
-    if let Some(event_type) = &query.event_type {
-        filter.insert("type", event_type);
-    }
-    let page = pages::newest_first(
-        state.database().collection(AUDIT_EVENTS),
-        filter,
-        None,
-        query.limit,
+    let limit = pages::limit(query.limit)?;
+    let entries = store::newest_first(
+        state.store(),
+        subject,
+        query.event_type.as_deref(),
+        limit,
         query.cursor.as_deref(),
-        entry,
     )
     .await?;
-    Ok(Json(page))
+    Ok(Json(Paged::of(entries, limit, |entry| entry.id.clone())))
 }
 
 /// The caller's own events, newest first.

@@ -20,28 +20,20 @@
 //!   otherwise).
 //!
 //! The claim is an insert on a unique `_id` (the zero2prod pattern): two
-//! racing requests cannot both run.
-
-use std::time::Duration;
+//! racing requests cannot both run. The records are
+//! [`crate::store::idempotency`].
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
-use palm_mongo::mongodb::options::IndexOptions;
-use palm_mongo::mongodb::{Collection, Database, IndexModel};
 use sha2::{Digest as _, Sha256};
 
 use super::problem::Problem;
+use crate::store::{Store, idempotency as keys};
 
-/// Stored first answers, one per scoped key.
-pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";
-
-/// How long a key's answer is kept (the draft leaves it to the server;
-/// Stripe keeps 24 h).
-pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+pub use crate::store::idempotency::RETENTION;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -52,34 +44,17 @@ pub const REPLAYED: &str = "idempotent-replayed";
 /// Response headers kept with the answer.
 const KEPT_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::RETRY_AFTER];
 
-/// Declares the TTL index that forgets keys after [`RETENTION`].
-pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
-    let ttl = IndexModel::builder()
-        .keys(doc! { "created_at": 1 })
-        .options(
-            IndexOptions::builder()
-                .expire_after(RETENTION)
-                .name("ttl".to_owned())
-                .build(),
-        )
-        .build();
-    palm_mongo::ensure_indexes(database, IDEMPOTENCY_KEYS, vec![ttl]).await
-}
-
 /// What the middleware needs.
 #[derive(Debug, Clone)]
 pub struct Idempotency {
-    keys: Collection<Document>,
+    store: Store,
     body_limit: usize,
 }
 
 impl Idempotency {
-    /// Keys in `database`; bodies up to `body_limit` bytes (`http.body_limit_bytes`).
-    pub fn new(database: &Database, body_limit: usize) -> Self {
-        Self {
-            keys: database.collection(IDEMPOTENCY_KEYS),
-            body_limit,
-        }
+    /// Keys in `store`; bodies up to `body_limit` bytes (`http.body_limit_bytes`).
+    pub fn new(store: Store, body_limit: usize) -> Self {
+        Self { store, body_limit }
     }
 }
 
@@ -142,17 +117,9 @@ async fn run_once(
         .concat(),
     ));
 
-    let claim = doc! {
-        "_id": &id,
-        "fingerprint": &fingerprint,
-        "state": "running",
-        "created_at": BsonDateTime::now(),
-    };
-    match store.keys.insert_one(claim).await {
-        Ok(_) => {}
-        Err(error) if palm_mongo::is_duplicate_key(&error) => {
-            return Err(answer_again(store, &id, &fingerprint).await);
-        }
+    match keys::claim(&store.store, &id, &fingerprint).await {
+        Ok(true) => {}
+        Ok(false) => return Err(answer_again(store, &id, &fingerprint).await),
         Err(error) => return Err(Problem::from(error).into_response()),
     }
 
@@ -164,7 +131,7 @@ async fn run_once(
 /// so a retry runs again) and returns it.
 async fn keep(store: &Idempotency, id: &str, response: Response) -> Response {
     if response.status().is_server_error() {
-        if let Err(error) = store.keys.delete_one(doc! { "_id": id }).await {
+        if let Err(error) = keys::release(&store.store, id).await {
             tracing::warn!(%error, "failed to release an idempotency key after a server error");
         }
         return response;
@@ -172,7 +139,7 @@ async fn keep(store: &Idempotency, id: &str, response: Response) -> Response {
     let (parts, body) = response.into_parts();
     // Answers are small JSON documents, kept as text.
     let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
-        let _ = store.keys.delete_one(doc! { "_id": id }).await;
+        let _ = keys::release(&store.store, id).await;
         return Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -182,22 +149,18 @@ async fn keep(store: &Idempotency, id: &str, response: Response) -> Response {
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         // Not text: passed on unkept, and the key released.
-        let _ = store.keys.delete_one(doc! { "_id": id }).await;
+        let _ = keys::release(&store.store, id).await;
         return Response::from_parts(parts, Body::from(bytes));
     };
-    let mut headers = Document::new();
-    for name in &KEPT_HEADERS {
-        if let Some(value) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
-            headers.insert(name.as_str(), value);
-        }
-    }
-    let done = doc! { "$set": {
-        "state": "done",
-        "status": i32::from(parts.status.as_u16()),
-        "headers": headers,
-        "body": text,
-    }};
-    if let Err(error) = store.keys.update_one(doc! { "_id": id }, done).await {
+    let headers: Vec<(&str, &str)> = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = parts.headers.get(name).and_then(|v| v.to_str().ok())?;
+            Some((name.as_str(), value))
+        })
+        .collect();
+    let kept = keys::keep(&store.store, id, parts.status.as_u16(), &headers, text).await;
+    if let Err(error) = kept {
         // The answer still goes out; a retry then finds the key running
         // until it expires, and is told to wait (409), never run twice.
         tracing::warn!(%error, "failed to keep an idempotent answer");
@@ -207,13 +170,13 @@ async fn keep(store: &Idempotency, id: &str, response: Response) -> Response {
 
 /// The answer to a key seen before: its kept answer, or why there is none.
 async fn answer_again(store: &Idempotency, id: &str, fingerprint: &str) -> Response {
-    let found = match store.keys.find_one(doc! { "_id": id }).await {
+    let found = match keys::find(&store.store, id).await {
         Ok(Some(found)) => found,
         // Expired between the insert and the read: ask for a retry.
         Ok(None) => return in_progress(),
         Err(error) => return Problem::from(error).into_response(),
     };
-    if found.get_str("fingerprint").unwrap_or_default() != fingerprint {
+    if found.fingerprint != fingerprint {
         return Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
@@ -221,31 +184,25 @@ async fn answer_again(store: &Idempotency, id: &str, fingerprint: &str) -> Respo
         )
         .into_response();
     }
-    if found.get_str("state").unwrap_or_default() != "done" {
+    if found.state != "done" {
         return in_progress();
     }
     let status = found
-        .get_i32("status")
-        .ok()
+        .status
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let mut headers = HeaderMap::new();
-    if let Ok(kept) = found.get_document("headers") {
-        for (name, value) in kept {
-            if let (Ok(name), Some(Ok(value))) = (
-                HeaderName::try_from(name.as_str()),
-                value.as_str().map(HeaderValue::from_str),
-            ) {
-                headers.insert(name, value);
-            }
+    for (name, value) in &found.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
         }
     }
     headers.insert(REPLAYED, HeaderValue::from_static("true"));
-    let body = found
-        .get_str("body")
-        .map(|b| Bytes::copy_from_slice(b.as_bytes()))
-        .unwrap_or_default();
+    let body = Bytes::copy_from_slice(found.body.as_bytes());
     (status, headers, body).into_response()
 }
 

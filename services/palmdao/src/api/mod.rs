@@ -114,20 +114,6 @@ impl AppState {
     }
 }
 
-/// Declares the API's indexes (idempotent).
-pub async fn ensure_indexes(
-    database: &palm_mongo::mongodb::Database,
-) -> palm_mongo::mongodb::error::Result<()> {
-    crate::store::nonces::ensure_indexes(database).await?;
-    crate::store::communities::ensure_indexes(database).await?;
-    crate::store::memberships::ensure_indexes(database).await?;
-    crate::store::discussions::ensure_indexes(database).await?;
-    proposals::ensure_indexes(database).await?;
-    audit::audit_log().ensure_indexes(database).await?;
-    idempotency::ensure_indexes(database).await?;
-    crate::store::palm_ids::ensure_indexes(database).await
-}
-
 /// Every API route with its documentation: the router and the OpenAPI
 /// document are both split from this, so neither can list a route the
 /// other lacks.
@@ -180,7 +166,7 @@ pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
         )
     })
     .layer(middleware::from_fn_with_state(
-        idempotency::Idempotency::new(state.database(), settings.body_limit_bytes),
+        idempotency::Idempotency::new(state.store().clone(), settings.body_limit_bytes),
         idempotency::honour,
     ))
     .layer(middleware::from_fn(errors_as_problems))
@@ -342,20 +328,6 @@ pub(crate) fn location(path: &str) -> axum::http::HeaderMap {
         headers.insert(axum::http::header::LOCATION, value);
     }
     headers
-}
-
-/// A chrono time as a BSON date (millisecond precision, as MongoDB stores).
-pub(crate) fn to_bson_time(
-    time: chrono::DateTime<chrono::Utc>,
-) -> palm_mongo::mongodb::bson::DateTime {
-    palm_mongo::mongodb::bson::DateTime::from_millis(time.timestamp_millis())
-}
-
-/// A BSON date as chrono time.
-pub(crate) fn from_bson_time(
-    time: &palm_mongo::mongodb::bson::DateTime,
-) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or_default()
 }
 
 /// Serves `router` on `listener` until `shutdown`, draining open requests.

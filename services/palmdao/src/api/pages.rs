@@ -1,12 +1,9 @@
 //! Bounded cursor pagination, one shape for every list (and the text-size
 //! rule the listed threads and proposals share): `?limit=1..100`
 //! (default 20) and `?cursor=` taken from the previous page's `next_cursor`.
-//! A list reads `limit + 1` documents in its sort order; the extra one only
-//! tells whether a next page exists.
+//! A list reads `limit + 1` records in its sort order (the queries are in
+//! [`crate::store`]); the extra one only tells whether a next page exists.
 
-use futures_util::TryStreamExt;
-use palm_mongo::mongodb::Collection;
-use palm_mongo::mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
 
 use super::problem::Problem;
@@ -102,34 +99,6 @@ pub fn title_schema() -> utoipa::openapi::schema::Object {
 /// The schema of a body ([`super::limits::BODY`]).
 pub fn body_schema() -> utoipa::openapi::schema::Object {
     super::limits::BODY.schema()
-}
-
-/// A page of `collection`'s documents matching `filter`, newest first by
-/// `_id` (UUID v7 ids sort by creation time; the cursor is the last id
-/// shown), with `projection` if given.
-pub async fn newest_first<T>(
-    collection: Collection<Document>,
-    mut filter: Document,
-    projection: Option<Document>,
-    requested: Option<u32>,
-    cursor: Option<&str>,
-    view: impl Fn(&Document) -> T,
-) -> Result<Paged<T>, Problem> {
-    let limit = limit(requested)?;
-    if let Some(before) = cursor {
-        filter.insert("_id", doc! { "$lt": before });
-    }
-    let documents: Vec<Document> = collection
-        .find(filter)
-        .projection(projection.unwrap_or_default())
-        .sort(doc! { "_id": -1 })
-        .limit(limit + 1)
-        .await?
-        .try_collect()
-        .await?;
-    Ok(Paged::from_documents(&documents, limit, view, |d| {
-        d.get_str("_id").unwrap_or_default().to_owned()
-    }))
 }
 
 #[cfg(test)]

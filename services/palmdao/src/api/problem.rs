@@ -89,15 +89,11 @@ impl From<anyhow::Error> for Problem {
 impl From<crate::store::Error> for Problem {
     fn from(error: crate::store::Error) -> Self {
         match error {
-            crate::store::Error::Database(error) => error.into(),
+            crate::store::Error::Database(error) => {
+                Self::internal(&anyhow::Error::new(error).context("database operation failed"))
+            }
             crate::store::Error::Inconsistent(error) => Self::internal(&error),
         }
-    }
-}
-
-impl From<palm_mongo::mongodb::error::Error> for Problem {
-    fn from(error: palm_mongo::mongodb::error::Error) -> Self {
-        Self::internal(&anyhow::Error::new(error).context("database operation failed"))
     }
 }
 

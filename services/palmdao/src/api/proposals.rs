@@ -8,7 +8,6 @@
 //! the same signed vote again — a retry after a dropped connection — gets
 //! the first vote back, never a second one.
 
-use super::audit::{community_subject, palm_subject};
 use axum::Json;
 use axum::extract::State;
 
@@ -17,11 +16,10 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use palm_core::Envelope;
 use palm_core::eth::{self, AddressText};
-use palm_core::events::{ProposalCreated, ProposalRules, VoteSubmitted, VoterFacts};
+use palm_core::events::{ProposalRules, VoteSubmitted, VoterFacts};
 use palm_core::voting;
+use palm_mongo::mongodb::Database;
 use palm_mongo::mongodb::bson::{self, Bson, Document, doc};
-use palm_mongo::mongodb::options::IndexOptions;
-use palm_mongo::mongodb::{Database, IndexModel};
 use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,62 +33,19 @@ use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSessio
 use super::pages::{self, Paged};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, from_bson_time, location, to_bson_time};
+use super::{AppState, location};
 use crate::SERVICE;
+use crate::domain::audit::palm_subject;
+use crate::domain::proposals::{Proposal, STATUSES, choice_fits, window_is_valid};
+use crate::store::proposals::{self as store, NewProposal, PROPOSALS, VOTES};
+use crate::store::to_bson_time;
 
-/// Proposal documents.
-pub const PROPOSALS: &str = "proposals";
-/// Vote documents.
-pub const VOTES: &str = "votes";
-/// Proposals by status and end (the scheduler; the platform metrics count
-/// proposals by status from it).
-pub const PROPOSALS_BY_STATUS: &str = "by_status_end";
-/// A proposal's votes by status (the scheduler counts undecided ones; the
-/// platform metrics count votes by status from it).
-pub const VOTES_BY_PROPOSAL_STATUS: &str = "by_proposal_status";
-/// One vote per signed message: unique on `digest`.
-pub const VOTES_BY_DIGEST: &str = "by_digest";
-
-/// Declares the listing indexes: a community's proposals by status, and a
-/// proposal's votes by status (the scheduler counts the undecided ones).
-pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
-    let by_community = IndexModel::builder()
-        .keys(doc! { "community_id": 1, "status": 1, "_id": -1 })
-        .options(
-            IndexOptions::builder()
-                .name("by_community_status".to_owned())
-                .build(),
-        )
-        .build();
-    let by_window = IndexModel::builder()
-        .keys(doc! { "status": 1, "end": 1 })
-        .options(
-            IndexOptions::builder()
-                .name(PROPOSALS_BY_STATUS.to_owned())
-                .build(),
-        )
-        .build();
-    palm_mongo::ensure_indexes(database, PROPOSALS, vec![by_community, by_window]).await?;
-    let by_proposal = IndexModel::builder()
-        .keys(doc! { "proposal_id": 1, "status": 1 })
-        .options(
-            IndexOptions::builder()
-                .name(VOTES_BY_PROPOSAL_STATUS.to_owned())
-                .build(),
-        )
-        .build();
-    let by_digest = IndexModel::builder()
-        .keys(doc! { "digest": 1 })
-        .options(
-            IndexOptions::builder()
-                .name(VOTES_BY_DIGEST.to_owned())
-                .unique(true)
-                // Votes stored before digests existed have none.
-                .partial_filter_expression(doc! { "digest": { "$exists": true } })
-                .build(),
-        )
-        .build();
-    palm_mongo::ensure_indexes(database, VOTES, vec![by_proposal, by_digest]).await
+/// The database errors of the vote path's own queries (the rest of the API
+/// reaches the database through [`crate::store`]).
+impl From<palm_mongo::mongodb::error::Error> for Problem {
+    fn from(error: palm_mongo::mongodb::error::Error) -> Self {
+        crate::store::Error::from(error).into()
+    }
 }
 
 /// The digest of what a voter signed: SHA-256 over the signed fields of the
@@ -241,52 +196,31 @@ pub struct ProposalView {
     pub created_by: String,
 }
 
-fn status_at(start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> &'static str {
-    if now < start {
-        "pending"
-    } else if now < end {
-        "active"
-    } else {
-        "closed"
+impl ProposalView {
+    /// `proposal` as shown at `now`.
+    fn new(proposal: Proposal, now: DateTime<Utc>) -> Self {
+        Self {
+            status: proposal.status(now),
+            id: proposal.id,
+            community_id: proposal.community_id,
+            title: proposal.title,
+            body: proposal.body,
+            choices: proposal.choices,
+            voting_type: proposal.voting_type,
+            start: proposal.start,
+            end: proposal.end,
+            quorum: proposal.quorum,
+            min_level: proposal.min_level,
+            strategy: proposal.strategy,
+            created_by: proposal.created_by,
+        }
     }
 }
 
-fn chrono_time(document: &Document, key: &str) -> DateTime<Utc> {
-    document
-        .get_datetime(key)
-        .map(from_bson_time)
-        .unwrap_or_default()
-}
-
+/// A stored proposal as shown at `now` (for the vote path, which reads the
+/// document itself).
 fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
-    let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
-    let (start, end) = (chrono_time(document, "start"), chrono_time(document, "end"));
-    ProposalView {
-        id: text("_id"),
-        community_id: text("community_id"),
-        title: text("title"),
-        body: text("body"),
-        choices: document
-            .get_array("choices")
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        voting_type: text("voting_type"),
-        start,
-        end,
-        quorum: document.get_f64("quorum").unwrap_or_default(),
-        min_level: palm_mongo::integer(document, "min_level")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(1),
-        strategy: text("strategy"),
-        status: document
-            .get_str("status")
-            .map_or_else(|_| status_at(start, end, now).to_owned(), str::to_owned),
-        created_by: text("created_by"),
-    }
+    ProposalView::new(store::proposal(document), now)
 }
 
 /// Creates a proposal; only the community's admins may.
@@ -336,7 +270,7 @@ pub async fn create(
         limits::LEVEL.check("min_level", i64::from(level))?;
     }
     let now = Utc::now();
-    if request.end <= request.start || request.end <= now {
+    if !window_is_valid(request.start, request.end, now) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_window",
@@ -365,52 +299,27 @@ pub async fn create(
             .with_detail("discussion_id must name a discussion of this community"));
         }
     }
-    let id = Uuid::now_v7();
-    let event = Envelope::new(
-        SERVICE,
-        ProposalCreated {
-            proposal_id: id,
-            community_id: Uuid::parse_str(&community_id).map_err(anyhow::Error::from)?,
-            title: request.title.clone(),
-            voting_type: request.voting_type.clone(),
-            choices: request.choices.clone(),
-            start: request.start,
-            end: request.end,
-        },
-    );
-    let mut document = doc! {
-        "_id": id.to_string(),
-        "community_id": &community_id,
-        "title": &request.title,
-        "body": &request.body,
-        "choices": &request.choices,
-        "voting_type": &request.voting_type,
-        "start": to_bson_time(request.start),
-        "end": to_bson_time(request.end),
-        "quorum": request.quorum,
-        "min_level": i64::from(min_level),
-        "strategy": &request.strategy,
-        "discussion_id": request.discussion_id.clone(),
-        "created_by": session.0.to_string(),
-        "created_at": to_bson_time(now),
-        "status": "pending",
-        "tally": {},
-        "voters": 0_i64,
-        "total_power": 0.0,
-        "tally_version": 0_i64,
+    let new = NewProposal {
+        community_id: &community_id,
+        title: &request.title,
+        body: &request.body,
+        choices: &request.choices,
+        voting_type: &request.voting_type,
+        start: request.start,
+        end: request.end,
+        quorum: request.quorum,
+        min_level,
+        strategy: &request.strategy,
+        discussion_id: request.discussion_id.as_deref(),
+        created_by: session.0,
     };
-    // Opening (even at once, for a start in the past) is the scheduler's:
-    // `proposal.opened` has one writer.
-    let record = OutboxRecord::from_envelope(&event)
-        .concerning([community_subject(&community_id), palm_subject(session.0)]);
-    outbox::attach(&mut document, &[record]);
-    state
-        .database()
-        .collection::<Document>(PROPOSALS)
-        .insert_one(&document)
-        .await?;
-    let headers = location(&format!("/v1/proposals/{id}"));
-    Ok((StatusCode::CREATED, headers, Json(view(&document, now))))
+    let proposal = store::insert(state.store(), &new, now).await?;
+    let headers = location(&format!("/v1/proposals/{}", proposal.id));
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(ProposalView::new(proposal, now)),
+    ))
 }
 
 /// `GET /v1/communities/{slug}/proposals` query.
@@ -426,9 +335,6 @@ pub struct ProposalQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
-
-/// The statuses a proposal goes through.
-const STATUSES: [&str; 3] = ["pending", "active", "closed"];
 
 fn status_schema() -> utoipa::openapi::schema::Object {
     ObjectBuilder::new()
@@ -450,31 +356,34 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ProposalQuery>,
 ) -> Result<Json<Paged<ProposalView>>, Problem> {
     let community = communities::find(&state, &slug).await?;
-    let mut filter = doc! { "community_id": &community.id };
-    match query.status.as_deref() {
-        None => {}
-        Some(status) if STATUSES.contains(&status) => {
-            filter.insert("status", status);
-        }
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(status) if STATUSES.contains(&status) => Some(status),
         Some(_) => {
             return Err(Problem::validation(
                 "status must be pending, active or closed",
             ));
         }
-    }
-    let now = Utc::now();
-    let page = pages::newest_first(
-        state.database().collection(PROPOSALS),
-        filter,
-        Some(doc! { "ballots": 0 }),
-        query.limit,
+    };
+    let limit = pages::limit(query.limit)?;
+    let proposals = store::newest_first(
+        state.store(),
+        &community.id,
+        status,
+        limit,
         query.cursor.as_deref(),
-        |d| view(d, now),
     )
     .await?;
-    Ok(Json(page))
+    let now = Utc::now();
+    let views: Vec<ProposalView> = proposals
+        .into_iter()
+        .map(|proposal| ProposalView::new(proposal, now))
+        .collect();
+    Ok(Json(Paged::of(views, limit, |view| view.id.clone())))
 }
 
+/// The proposal document without its ballots (the vote path: `cast`,
+/// `results`).
 async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
     database
         .collection::<Document>(PROPOSALS)
@@ -495,7 +404,10 @@ pub async fn get_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ProposalView>, Problem> {
-    Ok(Json(view(&load(state.database(), &id).await?, Utc::now())))
+    let proposal = store::load(state.store(), &id)
+        .await?
+        .ok_or_else(|| Problem::not_found("proposal"))?;
+    Ok(Json(ProposalView::new(proposal, Utc::now())))
 }
 
 /// `POST /v1/proposals/{id}/votes` body: the EIP-712 `Vote` as signed.
@@ -544,12 +456,6 @@ pub struct VoteView {
     /// Why it was rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-}
-
-/// Whether `choice` fits `voting_type` with `count` choices (numbered from
-/// 1), by the voting type's own rule in `palm_core::voting`.
-fn choice_fits(voting_type: &str, choice: &Value, count: usize) -> bool {
-    voting::voting_type(voting_type).is_some_and(|t| t.fits(choice, count))
 }
 
 /// Takes a signed vote for validation.
@@ -749,29 +655,6 @@ fn vote_view(found: &Document) -> VoteView {
         choice,
         status: found.get_str("status").unwrap_or_default().to_owned(),
         reason: found.get_str("reason").ok().map(str::to_owned),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::choice_fits;
-
-    #[test]
-    fn choices_fit_their_voting_type() {
-        assert!(choice_fits("single-choice", &json!(2), 3));
-        assert!(!choice_fits("single-choice", &json!(4), 3));
-        assert!(!choice_fits("single-choice", &json!([1]), 3));
-        assert!(choice_fits("approval", &json!([1, 3]), 3));
-        assert!(!choice_fits("approval", &json!([1, 1]), 3));
-        assert!(!choice_fits("approval", &json!([]), 3));
-        assert!(choice_fits("weighted", &json!({ "1": 2, "3": 1 }), 3));
-        assert!(!choice_fits("weighted", &json!({ "1": 2, "3": 0.5 }), 3));
-        assert!(!choice_fits("weighted", &json!({ "4": 1 }), 3));
-        assert!(!choice_fits("weighted", &json!({ "1": -1 }), 3));
-        assert!(!choice_fits("weighted", &json!({ "01": 1 }), 3));
-        assert!(!choice_fits("quadratic", &json!(1), 3));
     }
 }
 

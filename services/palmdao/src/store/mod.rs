@@ -22,13 +22,17 @@
 //! - [`wiring`]: the outbox relay, leases and message idempotency records
 //!   `crate::run` and the jobs need.
 
+pub mod audit;
 pub mod communities;
 pub mod discussions;
+pub mod idempotency;
 pub mod identities;
 pub mod memberships;
 pub mod nonces;
 pub mod pages;
 pub mod palm_ids;
+pub mod platform;
+pub mod proposals;
 pub mod verifications;
 pub mod wiring;
 
@@ -91,6 +95,34 @@ impl Store {
     + Sync
     + 'static {
         palm_mongo::readiness_check(&self.database)
+    }
+}
+
+/// Declares the indexes of palmdao's own collections (idempotent); the
+/// platform metrics' are [`platform::ensure_indexes`].
+pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
+    nonces::ensure_indexes(database).await?;
+    communities::ensure_indexes(database).await?;
+    memberships::ensure_indexes(database).await?;
+    discussions::ensure_indexes(database).await?;
+    proposals::ensure_indexes(database).await?;
+    audit::audit_log().ensure_indexes(database).await?;
+    idempotency::ensure_indexes(database).await?;
+    palm_ids::ensure_indexes(database).await
+}
+
+impl Store {
+    /// Declares palmdao's own indexes ([`ensure_indexes`]) and the platform
+    /// metrics' ([`platform::ensure_indexes`]), with the step that failed.
+    pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        ensure_indexes(&self.database)
+            .await
+            .context("failed to create the API indexes")?;
+        platform::ensure_indexes(&self.database)
+            .await
+            .context("failed to create the platform metrics indexes")?;
+        Ok(())
     }
 }
 

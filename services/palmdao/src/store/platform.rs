@@ -22,7 +22,7 @@ use palm_mongo::mongodb::bson::doc;
 use palm_mongo::mongodb::options::IndexOptions;
 use palm_mongo::mongodb::{Database, IndexModel};
 
-pub use crate::api::proposals::{PROPOSALS_BY_STATUS, VOTES_BY_PROPOSAL_STATUS};
+pub use super::proposals::{PROPOSALS_BY_STATUS, VOTES_BY_PROPOSAL_STATUS};
 
 /// Backup records, one per successful run of the backup CronJob
 /// (`docs/metrics.md`).
@@ -50,18 +50,18 @@ fn named(keys: palm_mongo::mongodb::bson::Document, name: &str) -> IndexModel {
 pub fn indexes() -> Vec<(&'static str, IndexModel)> {
     vec![
         (
-            crate::store::palm_ids::PALM_IDS,
+            super::palm_ids::PALM_IDS,
             named(doc! { "level": 1 }, PALM_IDS_BY_LEVEL),
         ),
         (
-            crate::store::verifications::VERIFICATIONS,
+            super::verifications::VERIFICATIONS,
             named(
                 doc! { "kind": 1, "status": 1 },
                 VERIFICATIONS_BY_KIND_STATUS,
             ),
         ),
         (
-            crate::api::proposals::VOTES,
+            super::proposals::VOTES,
             named(
                 doc! { "submitted_at": 1, "palm_id": 1 },
                 VOTES_BY_SUBMITTED_VOTER,

@@ -1,0 +1,233 @@
+//! `proposals` and `votes`: proposal documents (their rules, status and
+//! stored tally) with the `proposal.created` event their insert stages, the
+//! indexes of both collections, and the proposal queries of the API. The
+//! vote path (vote intake, `crate::tally`, the scheduler's close step)
+//! still runs its own queries on these collections.
+
+use chrono::Utc;
+use palm_core::Envelope;
+use palm_core::events::ProposalCreated;
+use palm_mongo::mongodb::bson::{Document, doc};
+use palm_mongo::mongodb::options::IndexOptions;
+use palm_mongo::mongodb::{Database, IndexModel};
+use palm_mongo::outbox::{self, OutboxRecord};
+use uuid::Uuid;
+
+use super::{Result, Store, from_bson_time, pages, to_bson_time};
+use crate::SERVICE;
+use crate::domain::audit::{community_subject, palm_subject};
+use crate::domain::proposals::Proposal;
+
+/// Proposal documents.
+pub const PROPOSALS: &str = "proposals";
+/// Vote documents.
+pub const VOTES: &str = "votes";
+/// Proposals by status and end (the scheduler; the platform metrics count
+/// proposals by status from it).
+pub const PROPOSALS_BY_STATUS: &str = "by_status_end";
+/// A proposal's votes by status (the scheduler counts undecided ones; the
+/// platform metrics count votes by status from it).
+pub const VOTES_BY_PROPOSAL_STATUS: &str = "by_proposal_status";
+/// One vote per signed message: unique on `digest`.
+pub const VOTES_BY_DIGEST: &str = "by_digest";
+
+/// Declares the listing indexes: a community's proposals by status, and a
+/// proposal's votes by status (the scheduler counts the undecided ones).
+pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::Result<()> {
+    let by_community = IndexModel::builder()
+        .keys(doc! { "community_id": 1, "status": 1, "_id": -1 })
+        .options(
+            IndexOptions::builder()
+                .name("by_community_status".to_owned())
+                .build(),
+        )
+        .build();
+    let by_window = IndexModel::builder()
+        .keys(doc! { "status": 1, "end": 1 })
+        .options(
+            IndexOptions::builder()
+                .name(PROPOSALS_BY_STATUS.to_owned())
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, PROPOSALS, vec![by_community, by_window]).await?;
+    let by_proposal = IndexModel::builder()
+        .keys(doc! { "proposal_id": 1, "status": 1 })
+        .options(
+            IndexOptions::builder()
+                .name(VOTES_BY_PROPOSAL_STATUS.to_owned())
+                .build(),
+        )
+        .build();
+    let by_digest = IndexModel::builder()
+        .keys(doc! { "digest": 1 })
+        .options(
+            IndexOptions::builder()
+                .name(VOTES_BY_DIGEST.to_owned())
+                .unique(true)
+                // Votes stored before digests existed have none.
+                .partial_filter_expression(doc! { "digest": { "$exists": true } })
+                .build(),
+        )
+        .build();
+    palm_mongo::ensure_indexes(database, VOTES, vec![by_proposal, by_digest]).await
+}
+
+fn chrono_time(document: &Document, key: &str) -> chrono::DateTime<Utc> {
+    document
+        .get_datetime(key)
+        .map(from_bson_time)
+        .unwrap_or_default()
+}
+
+/// A proposal document as a [`Proposal`]; missing fields read as empty (the
+/// minimum level as 1).
+pub(crate) fn proposal(document: &Document) -> Proposal {
+    let text = |key: &str| document.get_str(key).unwrap_or_default().to_owned();
+    Proposal {
+        id: text("_id"),
+        community_id: text("community_id"),
+        title: text("title"),
+        body: text("body"),
+        choices: document
+            .get_array("choices")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        voting_type: text("voting_type"),
+        start: chrono_time(document, "start"),
+        end: chrono_time(document, "end"),
+        quorum: document.get_f64("quorum").unwrap_or_default(),
+        min_level: palm_mongo::integer(document, "min_level")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(1),
+        strategy: text("strategy"),
+        status: document.get_str("status").ok().map(str::to_owned),
+        created_by: text("created_by"),
+    }
+}
+
+/// What a new proposal is made of (its rules already checked).
+#[derive(Debug, Clone)]
+pub struct NewProposal<'a> {
+    /// The community it belongs to.
+    pub community_id: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Body.
+    pub body: &'a str,
+    /// Choice labels.
+    pub choices: &'a [String],
+    /// Voting type.
+    pub voting_type: &'a str,
+    /// Voting opens.
+    pub start: chrono::DateTime<Utc>,
+    /// Voting closes.
+    pub end: chrono::DateTime<Utc>,
+    /// Quorum.
+    pub quorum: f64,
+    /// Minimum voter level.
+    pub min_level: u32,
+    /// Strategy.
+    pub strategy: &'a str,
+    /// The discussion it came from.
+    pub discussion_id: Option<&'a str>,
+    /// Its creator.
+    pub created_by: Uuid,
+}
+
+/// Inserts a `pending` proposal with an empty tally, created at `now`,
+/// staging `proposal.created`. Opening it (even at once, for a start in the
+/// past) is the scheduler's: `proposal.opened` has one writer.
+#[tracing::instrument(skip_all, fields(community_id = new.community_id))]
+pub async fn insert(
+    store: &Store,
+    new: &NewProposal<'_>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Proposal> {
+    let id = Uuid::now_v7();
+    let event = Envelope::new(
+        SERVICE,
+        ProposalCreated {
+            proposal_id: id,
+            community_id: Uuid::parse_str(new.community_id).map_err(anyhow::Error::from)?,
+            title: new.title.to_owned(),
+            voting_type: new.voting_type.to_owned(),
+            choices: new.choices.to_vec(),
+            start: new.start,
+            end: new.end,
+        },
+    );
+    let mut document = doc! {
+        "_id": id.to_string(),
+        "community_id": new.community_id,
+        "title": new.title,
+        "body": new.body,
+        "choices": new.choices,
+        "voting_type": new.voting_type,
+        "start": to_bson_time(new.start),
+        "end": to_bson_time(new.end),
+        "quorum": new.quorum,
+        "min_level": i64::from(new.min_level),
+        "strategy": new.strategy,
+        "discussion_id": new.discussion_id,
+        "created_by": new.created_by.to_string(),
+        "created_at": to_bson_time(now),
+        "status": "pending",
+        "tally": {},
+        "voters": 0_i64,
+        "total_power": 0.0,
+        "tally_version": 0_i64,
+    };
+    let record = OutboxRecord::from_envelope(&event).concerning([
+        community_subject(new.community_id),
+        palm_subject(new.created_by),
+    ]);
+    outbox::attach(&mut document, &[record]);
+    store
+        .database
+        .collection::<Document>(PROPOSALS)
+        .insert_one(&document)
+        .await?;
+    Ok(proposal(&document))
+}
+
+/// Up to `limit + 1` proposals of the community `community_id` (with
+/// `status` if given), newest first, older than the id `cursor`.
+#[tracing::instrument(skip_all, fields(%community_id))]
+pub async fn newest_first(
+    store: &Store,
+    community_id: &str,
+    status: Option<&str>,
+    limit: i64,
+    cursor: Option<&str>,
+) -> Result<Vec<Proposal>> {
+    let mut filter = doc! { "community_id": community_id };
+    if let Some(status) = status {
+        filter.insert("status", status);
+    }
+    let documents = pages::newest_first(
+        store.database.collection(PROPOSALS),
+        filter,
+        Some(doc! { "ballots": 0 }),
+        limit,
+        cursor,
+    )
+    .await?;
+    Ok(documents.iter().map(proposal).collect())
+}
+
+/// The proposal `id`, if any.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn load(store: &Store, id: &str) -> Result<Option<Proposal>> {
+    let found = store
+        .database
+        .collection::<Document>(PROPOSALS)
+        .find_one(doc! { "_id": id })
+        .projection(doc! { "ballots": 0 })
+        .await?;
+    Ok(found.as_ref().map(proposal))
+}
