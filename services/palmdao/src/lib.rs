@@ -3,7 +3,7 @@
 //! It serves the API ([`api`]: Sign-In with Ethereum, sessions, PalmIDs,
 //! verifications, communities, discussions, proposals, vote intake, audit) on
 //! `http.addr`, applies results from the validators ([`consumers`],
-//! [`tally`]), opens and closes proposals on time ([`scheduler`]),
+//! [`tally`]), opens and closes proposals on time ([`jobs`]),
 //! declares its MongoDB indexes and RabbitMQ queue, and runs the outbox relay
 //! that publishes the events its writes stage (on one replica at a time,
 //! under a lease). It also declares the indexes palmplatformmetrics'
@@ -13,7 +13,7 @@
 pub mod api;
 pub mod consumers;
 pub mod domain;
-pub mod scheduler;
+pub mod jobs;
 pub mod store;
 pub mod tally;
 
@@ -23,10 +23,10 @@ use std::time::Duration;
 use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Publisher, QueueSpec, Topology};
 use palm_core::InvalidSetting;
 use palm_core::siwe::SiweRules;
-use palm_mongo::{Idempotency, Lease, MongoSettings, OutboxRelay, outbox};
 use palm_service::{Runtime, RuntimeSettings, ServiceSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use store::MongoSettings;
 
 /// Service name: binary, image, chart, log and metric label.
 pub const SERVICE: &str = "palmdao";
@@ -329,17 +329,11 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     let store = store::Store::connect(&settings.mongo, SERVICE)
         .await
         .context("failed to configure the MongoDB client")?;
-    let database = store.database().clone();
     runtime.readiness.register("mongo", store.readiness_check());
     let retention = Duration::from_secs(settings.outbox.idempotency_retention_hours * 3600);
-    Idempotency::ensure_indexes(&database, retention)
-        .await
-        .context("failed to create the idempotency indexes")?;
-    for collection in OUTBOX_COLLECTIONS {
-        palm_mongo::ensure_indexes(&database, collection, vec![outbox::index()])
-            .await
-            .with_context(|| format!("failed to create the outbox index on {collection}"))?;
-    }
+    store
+        .ensure_outbox_indexes(OUTBOX_COLLECTIONS, retention)
+        .await?;
 
     let broker = Broker::start(
         settings.amqp.clone(),
@@ -376,7 +370,8 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     );
     let consuming = tokio::spawn(consumer.run(runtime.shutdown.clone()));
 
-    let relay = OutboxRelay::new(database.clone(), OUTBOX_COLLECTIONS, publisher)
+    let relay = store
+        .outbox_relay(OUTBOX_COLLECTIONS, publisher)
         .with_batch_size(settings.outbox.batch_size)
         .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms))
         .with_required_routes(REQUIRED_ROUTES)
@@ -387,19 +382,17 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
         ))
         .with_audit(store::audit::audit_log());
     let holder = format!("{SERVICE}-{}", runtime.instance_id());
-    let lease = Lease::new(
-        &database,
+    let lease = store.lease(
         "palmdao.outbox",
         &holder,
         Duration::from_millis(settings.outbox.lease_ttl_ms),
     );
-    let scheduler = scheduler::Scheduler::new(
-        database.clone(),
+    let scheduler = jobs::scheduler::Scheduler::new(
+        store.clone(),
         Duration::from_millis(settings.proposals.scheduler_interval_ms),
         Duration::from_millis(settings.proposals.close_grace_ms),
     );
-    let scheduler_lease = Lease::new(
-        &database,
+    let scheduler_lease = store.lease(
         "palmdao.scheduler",
         &holder,
         Duration::from_millis(settings.proposals.lease_ttl_ms),

@@ -1,12 +1,13 @@
 //! `proposals` and `votes`: proposal documents (their rules, status and
 //! stored tally) with the `proposal.created` event their insert stages, the
-//! indexes of both collections, and the proposal queries of the API. The
-//! vote path (vote intake, `crate::tally`, the scheduler's close step)
+//! indexes of both collections, the proposal queries of the API, and the
+//! scheduler's opening step (`proposal.opened`). The vote path (vote intake, `crate::tally`, the scheduler's close step)
 //! still runs its own queries on these collections.
 
 use chrono::Utc;
+use futures_util::TryStreamExt;
 use palm_core::Envelope;
-use palm_core::events::ProposalCreated;
+use palm_core::events::{ProposalCreated, ProposalOpened};
 use palm_mongo::mongodb::bson::{Document, doc};
 use palm_mongo::mongodb::options::IndexOptions;
 use palm_mongo::mongodb::{Database, IndexModel};
@@ -230,4 +231,56 @@ pub async fn load(store: &Store, id: &str) -> Result<Option<Proposal>> {
         .projection(doc! { "ballots": 0 })
         .await?;
     Ok(found.as_ref().map(proposal))
+}
+
+/// The ids and community ids of up to 500 `pending` proposals whose start
+/// is at or before `now`.
+#[tracing::instrument(skip_all)]
+pub async fn starting(store: &Store, now: chrono::DateTime<Utc>) -> Result<Vec<(String, String)>> {
+    let starting: Vec<Document> = store
+        .database
+        .collection::<Document>(PROPOSALS)
+        .find(doc! { "status": "pending", "start": { "$lte": to_bson_time(now) } })
+        .projection(doc! { "_id": 1, "community_id": 1 })
+        .limit(500)
+        .await?
+        .try_collect()
+        .await?;
+    // A field missing reads as empty, which [`open`] refuses as no id.
+    Ok(starting
+        .iter()
+        .map(|proposal| {
+            let text = |key: &str| proposal.get_str(key).unwrap_or_default().to_owned();
+            (text("_id"), text("community_id"))
+        })
+        .collect())
+}
+
+/// Opens the proposal `id` of the community `community_id` at `now` if it
+/// is still `pending`, staging `proposal.opened`; whether it did.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn open(
+    store: &Store,
+    id: &str,
+    community_id: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<bool> {
+    let opened = Envelope::new(
+        SERVICE,
+        ProposalOpened {
+            proposal_id: Uuid::parse_str(id).map_err(anyhow::Error::from)?,
+            community_id: Uuid::parse_str(community_id).map_err(anyhow::Error::from)?,
+        },
+    );
+    let mut update = doc! { "$set": { "status": "active", "opened_at": to_bson_time(now) } };
+    outbox::stage(
+        &mut update,
+        &[OutboxRecord::from_envelope(&opened).concerning([community_subject(community_id)])],
+    );
+    let result = store
+        .database
+        .collection::<Document>(PROPOSALS)
+        .update_one(doc! { "_id": id, "status": "pending" }, update)
+        .await?;
+    Ok(result.modified_count == 1)
 }

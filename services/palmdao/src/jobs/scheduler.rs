@@ -15,9 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::TryStreamExt;
 use palm_core::Envelope;
-use palm_core::events::{ProposalClosed, ProposalOpened};
-use palm_mongo::lease::{self, Lease};
-use palm_mongo::mongodb::Database;
+use palm_core::events::ProposalClosed;
 use palm_mongo::mongodb::bson::{Document, doc};
 use palm_mongo::outbox::{self, OutboxRecord};
 use tokio_util::sync::CancellationToken;
@@ -25,23 +23,25 @@ use uuid::Uuid;
 
 use crate::SERVICE;
 use crate::domain::audit::community_subject;
-use crate::store::proposals::{PROPOSALS, VOTES};
+use crate::store::Store;
+use crate::store::proposals::{self as proposals_store, PROPOSALS, VOTES};
 use crate::store::to_bson_time;
+use crate::store::wiring::{Lease, while_leader};
 use crate::tally::Tally;
 
 /// Opens and closes proposals on time.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
-    database: Database,
+    store: Store,
     interval: Duration,
     close_grace: chrono::Duration,
 }
 
 impl Scheduler {
     /// A scheduler passing every `interval`.
-    pub fn new(database: Database, interval: Duration, close_grace: Duration) -> Self {
+    pub fn new(store: Store, interval: Duration, close_grace: Duration) -> Self {
         Self {
-            database,
+            store,
             interval,
             close_grace: chrono::Duration::from_std(close_grace)
                 .unwrap_or(chrono::Duration::seconds(30)),
@@ -50,7 +50,7 @@ impl Scheduler {
 
     /// Runs while this replica holds `lease`, until `shutdown`.
     pub async fn run(&self, lease: Lease, shutdown: CancellationToken) {
-        lease::while_leader(&lease, &shutdown, |token| async move {
+        while_leader(&lease, &shutdown, |token| async move {
             tracing::info!(epoch = token.epoch, "proposal scheduler active");
             while !token.lost.is_cancelled() {
                 if let Err(error) = self.pass().await {
@@ -68,21 +68,15 @@ impl Scheduler {
     /// One pass: opens what has started, closes what has ended. Returns how
     /// many proposals changed status.
     pub async fn pass(&self) -> anyhow::Result<usize> {
-        let now = to_bson_time(Utc::now());
-        let proposals = self.database.collection::<Document>(PROPOSALS);
+        let now = Utc::now();
         let mut changed = 0;
 
-        let starting: Vec<Document> = proposals
-            .find(doc! { "status": "pending", "start": { "$lte": now } })
-            .projection(doc! { "_id": 1, "community_id": 1 })
-            .limit(500)
-            .await?
-            .try_collect()
-            .await?;
-        for proposal in &starting {
-            changed += usize::from(self.open(proposal).await?);
+        for (id, community_id) in proposals_store::starting(&self.store, now).await? {
+            changed += usize::from(self.open(&id, &community_id).await?);
         }
 
+        let now = to_bson_time(now);
+        let proposals = self.store.database().collection::<Document>(PROPOSALS);
         let ending: Vec<Document> = proposals
             .find(doc! { "status": { "$in": ["pending", "active"] }, "end": { "$lte": now } })
             .projection(doc! { "ballots": 0 })
@@ -96,31 +90,12 @@ impl Scheduler {
         Ok(changed)
     }
 
-    async fn open(&self, proposal: &Document) -> anyhow::Result<bool> {
-        let id = proposal.get_str("_id")?;
-        let community_id = proposal.get_str("community_id")?;
-        let opened = Envelope::new(
-            SERVICE,
-            ProposalOpened {
-                proposal_id: Uuid::parse_str(id)?,
-                community_id: Uuid::parse_str(community_id)?,
-            },
-        );
-        let mut update =
-            doc! { "$set": { "status": "active", "opened_at": to_bson_time(Utc::now()) } };
-        outbox::stage(
-            &mut update,
-            &[OutboxRecord::from_envelope(&opened).concerning([community_subject(community_id)])],
-        );
-        let result = self
-            .database
-            .collection::<Document>(PROPOSALS)
-            .update_one(doc! { "_id": id, "status": "pending" }, update)
-            .await?;
-        if result.modified_count == 1 {
+    async fn open(&self, id: &str, community_id: &str) -> anyhow::Result<bool> {
+        let opened = proposals_store::open(&self.store, id, community_id, Utc::now()).await?;
+        if opened {
             tracing::info!(proposal_id = id, "proposal opened");
         }
-        Ok(result.modified_count == 1)
+        Ok(opened)
     }
 
     async fn close(&self, proposal: &Document) -> anyhow::Result<bool> {
@@ -128,7 +103,8 @@ impl Scheduler {
         let community_id = proposal.get_str("community_id")?;
         let end = crate::tally::time_of(proposal, "end").unwrap_or_default();
         let undecided = self
-            .database
+            .store
+            .database()
             .collection::<Document>(VOTES)
             .count_documents(doc! {
                 "proposal_id": id,
@@ -167,7 +143,8 @@ impl Scheduler {
         // Only the tally read above may be frozen: a ballot counted since
         // bumped the version, and the next pass closes with it.
         let result = self
-            .database
+            .store
+            .database()
             .collection::<Document>(PROPOSALS)
             .update_one(
                 doc! {
