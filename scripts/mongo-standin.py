@@ -1,4 +1,4 @@
-"""Launches the nx-27017 MongoDB stand-in for the tests, with six fixes.
+"""Launches the nx-27017 MongoDB stand-in for the tests, with seven fixes.
 
 Both are differences from real MongoDB that Palm's leases and outbox would
 trip over; the workarounds live here, in test tooling, never in service code.
@@ -29,6 +29,12 @@ trip over; the workarounds live here, in test tooling, never in service code.
    constants (a date plus milliseconds) or `$add` of a field and a number
    become `$set` / `$inc`. Any other pipeline is refused with an error, so a
    new shape fails loudly instead of silently meaning something else.
+7. A filter with a top-level `$or` beside other conditions drops those other
+   conditions: `{_id: "p:a", $or: [...]}` matches any document satisfying
+   the `$or`, so an update meant for one document changes another (palmdao's
+   ballot upsert is of this shape). Such a filter is rewritten to the
+   equivalent `{$and: [{<other conditions>}, {$or: [...]}]}`, which the
+   stand-in evaluates correctly (an upsert still takes `_id` from it).
 """
 
 import datetime
@@ -207,19 +213,30 @@ def _pipeline_to_operators(pipeline):
     return update
 
 
+def _isolate_or(query):
+    if isinstance(query, dict) and "$or" in query and len(query) > 1:
+        others = {key: value for key, value in query.items() if key != "$or"}
+        return {"$and": [others, {"$or": query["$or"]}]}
+    return query
+
+
+def _rewrite_filter(query, now):
+    return _isolate_or(_rewrite_expr(_resolve_now(query, now)))
+
+
 def _rewrite_command(command, updates, now):
     if "findAndModify" in command:
         if "query" in command:
-            command["query"] = _rewrite_expr(_resolve_now(command["query"], now))
+            command["query"] = _rewrite_filter(command["query"], now)
         if isinstance(command.get("update"), list):
             command["update"] = _pipeline_to_operators(_resolve_now(command["update"], now))
     if "find" in command or "count" in command or "delete" in command:
         for key in ("filter", "query"):
             if key in command:
-                command[key] = _rewrite_expr(_resolve_now(command[key], now))
+                command[key] = _rewrite_filter(command[key], now)
     for update in updates:
         if "q" in update:
-            update["q"] = _rewrite_expr(_resolve_now(update["q"], now))
+            update["q"] = _rewrite_filter(update["q"], now)
         if isinstance(update.get("u"), list):
             update["u"] = _pipeline_to_operators(_resolve_now(update["u"], now))
 

@@ -26,6 +26,10 @@ use palm_service::{Runtime, RuntimeSettings, ServiceSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+/// Writes whose events may wait in memory for the prompt outbox path; past
+/// this the sweeper publishes them (after `outbox.prompt_grace_ms`).
+const PROMPT_CAPACITY: usize = 8_192;
+
 /// Service name: binary, image, chart, log and metric label.
 pub const SERVICE: &str = "palmdao";
 
@@ -99,14 +103,24 @@ pub struct ProposalSettings {
     /// Lease validity for the scheduler; a dead scheduler's successor takes
     /// over after this.
     pub lease_ttl_ms: u64,
+    /// Longest a running tally shown by `GET /v1/proposals/{id}/results`
+    /// may lag the ballots. 0 (the default): every read recounts (it reads
+    /// every ballot of the proposal, on an index) and is exact; above 0,
+    /// each replica recounts a proposal at most this often, for proposals
+    /// whose results are read far more often than a recount costs. A
+    /// closed proposal's final tally is exact and never lags.
+    pub tally_max_age_ms: u64,
 }
 
 impl Default for ProposalSettings {
     fn default() -> Self {
         Self {
-            scheduler_interval_ms: 1_000,
+            // Two small reads per pass on the lease holder; an event of the
+            // lifecycle is at most this late.
+            scheduler_interval_ms: 5_000,
             close_grace_ms: 30_000,
             lease_ttl_ms: 10_000,
+            tally_max_age_ms: 0,
         }
     }
 }
@@ -221,10 +235,15 @@ impl AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutboxSettings {
-    /// Documents read per collection per pass.
+    /// Documents read per collection per pass (and writes per prompt batch).
     pub batch_size: i64,
-    /// Pause after a pass that found nothing.
+    /// Pause after a sweeper pass that found nothing. Events are published
+    /// promptly after the write that staged them; the sweeper only catches
+    /// what that missed (a crash, a broker outage), so it can be slow.
     pub poll_interval_ms: u64,
+    /// How long the sweeper leaves a staged event to the prompt path of the
+    /// replica that wrote it.
+    pub prompt_grace_ms: u64,
     /// Lease validity; a dead relay's successor takes over after this.
     pub lease_ttl_ms: u64,
     /// How long processed-message records are kept for deduplication.
@@ -235,7 +254,8 @@ impl Default for OutboxSettings {
     fn default() -> Self {
         Self {
             batch_size: 256,
-            poll_interval_ms: 200,
+            poll_interval_ms: 10_000,
+            prompt_grace_ms: 2_000,
             lease_ttl_ms: 10_000,
             idempotency_retention_hours: 72,
         }
@@ -306,6 +326,9 @@ impl ServiceSettings for Settings {
         if self.outbox.lease_ttl_ms < 300 {
             return bad("lease_ttl_ms", "must be at least 300");
         }
+        if self.outbox.prompt_grace_ms < 100 {
+            return bad("prompt_grace_ms", "must be at least 100");
+        }
         if self.outbox.idempotency_retention_hours == 0 {
             return bad("idempotency_retention_hours", "must be above 0");
         }
@@ -350,6 +373,9 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     api::ensure_indexes(&database)
         .await
         .context("failed to create the API indexes")?;
+    tally::ensure_indexes(&database)
+        .await
+        .context("failed to create the ballot indexes")?;
     platform::ensure_indexes(&database)
         .await
         .context("failed to create the platform metrics indexes")?;
@@ -357,18 +383,32 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     for outcome in ["valid", "rejected"] {
         let _ = palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => outcome);
     }
+    let (relay, prompt) = OutboxRelay::new(database.clone(), OUTBOX_COLLECTIONS, publisher.clone())
+        .with_batch_size(settings.outbox.batch_size)
+        .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms))
+        .with_required_routes(REQUIRED_ROUTES)
+        // Half the grace period: the pass under way finishes and is marked,
+        // and the lease is released well before the process must be gone.
+        .with_drain_timeout(Duration::from_millis(
+            settings.runtime.shutdown.grace_ms / 2,
+        ))
+        .with_audit(api::audit::audit_log())
+        .with_prompt(
+            PROMPT_CAPACITY,
+            Duration::from_millis(settings.outbox.prompt_grace_ms),
+        );
     let listener = tokio::net::TcpListener::bind(settings.http.addr)
         .await
         .with_context(|| format!("failed to bind the public API on {}", settings.http.addr))?;
     let public_addr = listener.local_addr().context("no local address")?;
     tracing::info!(addr = %public_addr, "public api listening");
     let router = api::router(
-        api::AppState::new(database.clone(), &settings)?,
+        api::AppState::new(database.clone(), prompt.clone(), &settings)?,
         &settings.http,
     );
     let serving = tokio::spawn(api::serve(listener, router, runtime.shutdown.clone()));
 
-    let results = results::Results::new(database.clone());
+    let results = results::Results::new(database.clone(), prompt.clone());
     let consumer = Consumer::new(
         &broker,
         &publisher,
@@ -380,34 +420,22 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     );
     let consuming = tokio::spawn(consumer.run(runtime.shutdown.clone()));
 
-    let relay = OutboxRelay::new(database.clone(), OUTBOX_COLLECTIONS, publisher)
-        .with_batch_size(settings.outbox.batch_size)
-        .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms))
-        .with_required_routes(REQUIRED_ROUTES)
-        // Half the grace period: the pass under way finishes and is marked,
-        // and the lease is released well before the process must be gone.
-        .with_drain_timeout(Duration::from_millis(
-            settings.runtime.shutdown.grace_ms / 2,
-        ))
-        .with_audit(api::audit::audit_log());
+    // Standbys try to take a lease over every ttl/3 (a takeover after a
+    // crash needs the ttl to run out anyway), so an idle replica sends a
+    // handful of commands a minute, not four a second per lease.
     let holder = format!("{SERVICE}-{}", runtime.instance_id());
-    let lease = Lease::new(
-        &database,
-        "palmdao.outbox",
-        &holder,
-        Duration::from_millis(settings.outbox.lease_ttl_ms),
-    );
+    let outbox_ttl = Duration::from_millis(settings.outbox.lease_ttl_ms);
+    let lease = Lease::new(&database, "palmdao.outbox", &holder, outbox_ttl)
+        .with_standby_poll(outbox_ttl / 3);
     let scheduler = scheduler::Scheduler::new(
         database.clone(),
+        prompt,
         Duration::from_millis(settings.proposals.scheduler_interval_ms),
         Duration::from_millis(settings.proposals.close_grace_ms),
     );
-    let scheduler_lease = Lease::new(
-        &database,
-        "palmdao.scheduler",
-        &holder,
-        Duration::from_millis(settings.proposals.lease_ttl_ms),
-    );
+    let scheduler_ttl = Duration::from_millis(settings.proposals.lease_ttl_ms);
+    let scheduler_lease = Lease::new(&database, "palmdao.scheduler", &holder, scheduler_ttl)
+        .with_standby_poll(scheduler_ttl / 3);
     let scheduling = {
         let shutdown = runtime.shutdown.clone();
         tokio::spawn(async move { scheduler.run(scheduler_lease, shutdown).await })

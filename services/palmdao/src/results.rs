@@ -19,7 +19,7 @@ use palm_core::events::{
 use palm_core::{Envelope, RawEnvelope};
 use palm_mongo::mongodb::Database;
 use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
-use palm_mongo::outbox::{self, OutboxRecord};
+use palm_mongo::outbox::{self, OutboxRecord, Prompt};
 
 use crate::SERVICE;
 use crate::api::palm_ids::{IDENTITIES, PALM_IDS};
@@ -29,12 +29,13 @@ use crate::api::verifications::VERIFICATIONS;
 #[derive(Debug, Clone)]
 pub struct Results {
     database: Database,
+    prompt: Prompt,
 }
 
 impl Results {
-    /// Results applied to `database`.
-    pub fn new(database: Database) -> Self {
-        Self { database }
+    /// Results applied to `database`; events they stage go to `prompt`.
+    pub fn new(database: Database, prompt: Prompt) -> Self {
+        Self { database, prompt }
     }
 
     /// Dispatches one message by event type.
@@ -228,10 +229,9 @@ impl Results {
                 "$push": { "verifiers": verifier.clone() },
                 "$set": { "version": version + 1, "level": i64::from(level) },
             };
-            outbox::stage(
-                &mut update,
-                &[OutboxRecord::from_envelope(&added).concerning([palm_subject(result.palm_id)])],
-            );
+            let record =
+                OutboxRecord::from_envelope(&added).concerning([palm_subject(result.palm_id)]);
+            outbox::stage(&mut update, std::slice::from_ref(&record));
             let filter = if version == 0 {
                 doc! { "_id": result.palm_id.to_string(), "version": { "$exists": false } }
             } else {
@@ -242,6 +242,8 @@ impl Results {
                 .await
                 .map_err(HandlerError::transient)?;
             if outcome.matched_count == 1 {
+                self.prompt
+                    .staged(PALM_IDS, result.palm_id.to_string(), &[record]);
                 return Ok(());
             }
         }

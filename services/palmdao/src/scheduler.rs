@@ -19,7 +19,7 @@ use palm_core::events::{ProposalClosed, ProposalOpened};
 use palm_mongo::lease::{self, Lease};
 use palm_mongo::mongodb::Database;
 use palm_mongo::mongodb::bson::{Document, doc};
-use palm_mongo::outbox::{self, OutboxRecord};
+use palm_mongo::outbox::{self, OutboxRecord, Prompt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -33,15 +33,22 @@ use crate::tally::Tally;
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     database: Database,
+    prompt: Prompt,
     interval: Duration,
     close_grace: chrono::Duration,
 }
 
 impl Scheduler {
     /// A scheduler passing every `interval`.
-    pub fn new(database: Database, interval: Duration, close_grace: Duration) -> Self {
+    pub fn new(
+        database: Database,
+        prompt: Prompt,
+        interval: Duration,
+        close_grace: Duration,
+    ) -> Self {
         Self {
             database,
+            prompt,
             interval,
             close_grace: chrono::Duration::from_std(close_grace)
                 .unwrap_or(chrono::Duration::seconds(30)),
@@ -85,7 +92,6 @@ impl Scheduler {
 
         let ending: Vec<Document> = proposals
             .find(doc! { "status": { "$in": ["pending", "active"] }, "end": { "$lte": now } })
-            .projection(doc! { "ballots": 0 })
             .limit(500)
             .await?
             .try_collect()
@@ -108,16 +114,16 @@ impl Scheduler {
         );
         let mut update =
             doc! { "$set": { "status": "active", "opened_at": to_bson_time(Utc::now()) } };
-        outbox::stage(
-            &mut update,
-            &[OutboxRecord::from_envelope(&opened).concerning([community_subject(community_id)])],
-        );
+        let record =
+            OutboxRecord::from_envelope(&opened).concerning([community_subject(community_id)]);
+        outbox::stage(&mut update, std::slice::from_ref(&record));
         let result = self
             .database
             .collection::<Document>(PROPOSALS)
             .update_one(doc! { "_id": id, "status": "pending" }, update)
             .await?;
         if result.modified_count == 1 {
+            self.prompt.staged(PROPOSALS, id, &[record]);
             tracing::info!(proposal_id = id, "proposal opened");
         }
         Ok(result.modified_count == 1)
@@ -140,8 +146,13 @@ impl Scheduler {
             tracing::debug!(proposal_id = id, undecided, "waiting for undecided votes");
             return Ok(false);
         }
+        // Freeze, then count: a frozen ballot never changes, and a ballot
+        // placed from now on is a new, unfrozen one the count leaves out.
+        // Both steps are idempotent, so a pass cut off between them is
+        // finished by the next.
+        crate::tally::freeze(&self.database, id).await?;
         let choices = proposal.get_array("choices").map_or(0, Vec::len);
-        let tally = Tally::of(proposal, choices);
+        let tally = Tally::recount(&self.database, id, choices, true).await?;
         let quorum = proposal.get_f64("quorum").unwrap_or(0.0);
         let quorum_met = tally.total_power >= quorum;
         let closed = Envelope::new(
@@ -159,29 +170,23 @@ impl Scheduler {
             "closed_at": to_bson_time(Utc::now()),
             "quorum_met": quorum_met,
             "undecided_at_close": i64::try_from(undecided).unwrap_or(i64::MAX),
+            "tally": tally.per_choice.clone(),
+            "voters": i64::try_from(tally.voters).unwrap_or(i64::MAX),
+            "total_power": tally.total_power,
         } };
-        outbox::stage(
-            &mut update,
-            &[OutboxRecord::from_envelope(&closed).concerning([community_subject(community_id)])],
-        );
-        // Only the tally read above may be frozen: a ballot counted since
-        // bumped the version, and the next pass closes with it.
+        let record =
+            OutboxRecord::from_envelope(&closed).concerning([community_subject(community_id)]);
+        outbox::stage(&mut update, std::slice::from_ref(&record));
         let result = self
             .database
             .collection::<Document>(PROPOSALS)
             .update_one(
-                doc! {
-                    "_id": id,
-                    "status": { "$in": ["pending", "active"] },
-                    "$or": [
-                        { "tally_version": tally.version },
-                        { "tally_version": { "$exists": false } },
-                    ],
-                },
+                doc! { "_id": id, "status": { "$in": ["pending", "active"] } },
                 update,
             )
             .await?;
         if result.modified_count == 1 {
+            self.prompt.staged(PROPOSALS, id, &[record]);
             tracing::info!(
                 proposal_id = id,
                 voters = tally.voters,

@@ -154,9 +154,13 @@ pub async fn sign_in(
     let message = siwe::verify(&request.message, &request.signature, &state.inner.siwe, now)
         .map_err(|e| refused(&e))?;
     consume_nonce(&state, &message.nonce, now).await?;
-    let (palm_id, created) =
-        palm_ids::find_or_create_for(state.database(), "wallet", &message.address.to_lower_hex())
-            .await?;
+    let (palm_id, created) = palm_ids::find_or_create_for(
+        state.database(),
+        state.prompt(),
+        "wallet",
+        &message.address.to_lower_hex(),
+    )
+    .await?;
     let (token, expires_at) = state.inner.sessions.issue(palm_id, now);
     tracing::info!(%palm_id, created, "signed in");
     Ok(Json(SignInResponse {

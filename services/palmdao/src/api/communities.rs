@@ -258,14 +258,16 @@ pub async fn create(
     };
     let record = OutboxRecord::from_envelope(&created)
         .concerning([community_subject(&id.to_string()), palm_subject(session.0)]);
-    outbox::attach(&mut community, &[record]);
+    outbox::attach(&mut community, std::slice::from_ref(&record));
     match state
         .database()
         .collection::<Document>(COMMUNITIES)
         .insert_one(&community)
         .await
     {
-        Ok(_) => {}
+        Ok(_) => state
+            .prompt()
+            .staged(COMMUNITIES, id.to_string(), &[record]),
         Err(error) if palm_mongo::is_duplicate_key(&error) => {
             return Err(Problem::new(
                 StatusCode::CONFLICT,
@@ -315,10 +317,13 @@ async fn add_member(
     ]);
     let id = membership.get_str("_id").unwrap_or_default().to_owned();
     let stored = membership.clone();
-    outbox::attach(&mut membership, &[record]);
+    outbox::attach(&mut membership, std::slice::from_ref(&record));
     let memberships = state.database().collection::<Document>(MEMBERSHIPS);
     match memberships.insert_one(membership).await {
-        Ok(_) => Ok((true, stored)),
+        Ok(_) => {
+            state.prompt().staged(MEMBERSHIPS, id.as_str(), &[record]);
+            Ok((true, stored))
+        }
         Err(error) if palm_mongo::is_duplicate_key(&error) => {
             let existing = memberships
                 .find_one(doc! { "_id": &id })
@@ -488,6 +493,7 @@ pub async fn leave(
         .collection::<Document>(COMMUNITIES)
         .update_one(doc! { "_id": &id }, update)
         .await?;
+    state.prompt().staged(COMMUNITIES, id.as_str(), &records);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -135,12 +135,15 @@ pub async fn create(
     };
     let record = OutboxRecord::from_envelope(&created)
         .concerning([community_subject(&community_id), palm_subject(session.0)]);
-    outbox::attach(&mut document, &[record]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     state
         .database()
         .collection::<Document>(DISCUSSIONS)
         .insert_one(&document)
         .await?;
+    state
+        .prompt()
+        .staged(DISCUSSIONS, id.to_string(), &[record]);
     let headers = location(&format!("/v1/discussions/{id}"));
     Ok((StatusCode::CREATED, headers, Json(view(&document))))
 }

@@ -49,6 +49,7 @@ use axum::routing::get;
 use palm_core::InvalidSetting;
 use palm_core::siwe::SiweRules;
 use palm_mongo::mongodb::Database;
+use palm_mongo::outbox::Prompt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -60,6 +61,9 @@ use crate::Settings;
 use problem::Problem;
 use session::SessionKeys;
 
+/// Most proposals whose rules (and running tally) one replica keeps.
+const PROPOSAL_RULES_CACHED: u64 = 10_000;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -68,6 +72,9 @@ pub struct AppState {
 
 struct Inner {
     database: Database,
+    prompt: Prompt,
+    proposal_rules: moka::sync::Cache<String, Arc<palm_mongo::mongodb::bson::Document>>,
+    tallies: crate::tally::TallyCache,
     siwe: SiweRules,
     nonce_ttl: Duration,
     sessions: SessionKeys,
@@ -84,11 +91,24 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State for the API on `database` with `settings`' auth rules.
-    pub fn new(database: Database, settings: &Settings) -> Result<Self, InvalidSetting> {
+    pub fn new(
+        database: Database,
+        prompt: Prompt,
+        settings: &Settings,
+    ) -> Result<Self, InvalidSetting> {
         let auth = &settings.auth;
         Ok(Self {
             inner: Arc::new(Inner {
                 database,
+                prompt,
+                proposal_rules: moka::sync::Cache::builder()
+                    .max_capacity(PROPOSAL_RULES_CACHED)
+                    .time_to_idle(Duration::from_secs(3600))
+                    .build(),
+                tallies: crate::tally::TallyCache::new(
+                    Duration::from_millis(settings.proposals.tally_max_age_ms),
+                    PROPOSAL_RULES_CACHED,
+                ),
                 siwe: auth.rules()?,
                 nonce_ttl: Duration::from_secs(auth.nonce_ttl_secs),
                 sessions: SessionKeys::new(
@@ -102,6 +122,24 @@ impl AppState {
 
     pub(crate) fn database(&self) -> &Database {
         &self.inner.database
+    }
+
+    /// Proposals' rules, cached (see `proposals::rules`).
+    pub(crate) fn proposal_rules(
+        &self,
+    ) -> &moka::sync::Cache<String, Arc<palm_mongo::mongodb::bson::Document>> {
+        &self.inner.proposal_rules
+    }
+
+    /// Running tallies, recounted at most every `proposals.tally_max_age_ms`.
+    pub(crate) fn tallies(&self) -> &crate::tally::TallyCache {
+        &self.inner.tallies
+    }
+
+    /// Where a handler hands the records its write staged, once the write
+    /// succeeded, so the relay publishes them at once.
+    pub(crate) fn prompt(&self) -> &Prompt {
+        &self.inner.prompt
     }
 
     pub(crate) fn create_community_level(&self) -> u32 {
@@ -390,7 +428,7 @@ mod tests {
             .unwrap();
         let settings = crate::Settings::default();
         let router = router(
-            AppState::new(client.database("unused"), &settings).unwrap(),
+            AppState::new(client.database("unused"), Prompt::disabled(), &settings).unwrap(),
             &settings.http,
         );
         let mut served = served_paths(&router);

@@ -94,6 +94,7 @@ pub fn level_of<'a>(kinds: impl IntoIterator<Item = &'a str>) -> u32 {
 /// The boolean says whether this call created it.
 pub async fn find_or_create_for(
     database: &Database,
+    prompt: &palm_mongo::outbox::Prompt,
     kind: &str,
     subject: &str,
 ) -> Result<(Uuid, bool), Problem> {
@@ -141,10 +142,8 @@ pub async fn find_or_create_for(
         "created_at": BsonDateTime::now(),
         "verifiers": [{ "kind": kind, "subject": subject, "identity": &key, "display_name": null, "verified_at": BsonDateTime::now() }],
     };
-    outbox::attach(
-        &mut on_insert,
-        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)])],
-    );
+    let record = OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)]);
+    outbox::attach(&mut on_insert, std::slice::from_ref(&record));
     let upsert = database
         .collection::<Document>(PALM_IDS)
         .update_one(
@@ -156,6 +155,9 @@ pub async fn find_or_create_for(
     // A concurrent upsert of the same document may lose with a duplicate key;
     // the document exists either way, and only an insert stages the event.
     match upsert {
+        Ok(outcome) if outcome.upserted_id.is_some() => {
+            prompt.staged(PALM_IDS, palm_id.to_string(), &[record]);
+        }
         Ok(_) => {}
         Err(error) if palm_mongo::is_duplicate_key(&error) => {}
         Err(error) => return Err(error.into()),
@@ -169,6 +171,40 @@ fn parse_id(identity: &Document) -> Result<Uuid, Problem> {
         .ok()
         .and_then(|id| Uuid::parse_str(id).ok())
         .ok_or_else(|| anyhow::anyhow!("identity without a valid palm_id").into())
+}
+
+/// The PalmID `id`, if it exists, and whether it is a member of
+/// `community_id`, in one round trip: the membership's `_id` is
+/// `<community>:<palm id>`, so a `$lookup` on that key rides the `_id`
+/// index.
+pub(crate) async fn load_as_member(
+    database: &Database,
+    id: Uuid,
+    community_id: &str,
+) -> Result<Option<(PalmIdDoc, bool)>, Problem> {
+    use futures_util::TryStreamExt as _;
+    let found: Vec<Document> = database
+        .collection::<Document>(PALM_IDS)
+        .aggregate([
+            doc! { "$match": { "_id": id.to_string() } },
+            doc! { "$addFields": { "membership_key": format!("{community_id}:{id}") } },
+            doc! { "$lookup": {
+                "from": super::communities::MEMBERSHIPS,
+                "localField": "membership_key",
+                "foreignField": "_id",
+                "as": "membership",
+            } },
+        ])
+        .await?
+        .try_collect()
+        .await?;
+    let Some(found) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    let is_member = found.get_array("membership").is_ok_and(|m| !m.is_empty());
+    let palm_id: PalmIdDoc = palm_mongo::mongodb::bson::from_document(found)
+        .map_err(|error| anyhow::anyhow!("unreadable PalmID {id}: {error}"))?;
+    Ok(Some((palm_id, is_member)))
 }
 
 /// The PalmID `id`, if it exists.
@@ -301,10 +337,8 @@ pub async fn update_me(
             },
         );
         let mut change = doc! { "$set": { "handle": handle } };
-        outbox::stage(
-            &mut change,
-            &[OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)])],
-        );
+        let record = OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)]);
+        outbox::stage(&mut change, std::slice::from_ref(&record));
         let result = state
             .database()
             .collection::<Document>(PALM_IDS)
@@ -312,7 +346,9 @@ pub async fn update_me(
             .await;
         match result {
             Ok(outcome) if outcome.matched_count == 0 => return Err(Problem::not_found("PalmID")),
-            Ok(_) => {}
+            Ok(_) => state
+                .prompt()
+                .staged(PALM_IDS, session.0.to_string(), &[record]),
             Err(error) if palm_mongo::is_duplicate_key(&error) => {
                 return Err(Problem::new(
                     StatusCode::CONFLICT,

@@ -9,6 +9,8 @@
 //! the first vote back, never a second one.
 
 use super::audit::{community_subject, palm_subject};
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 
@@ -400,21 +402,18 @@ pub async fn create(
         "created_by": session.0.to_string(),
         "created_at": to_bson_time(now),
         "status": "pending",
-        "tally": {},
-        "voters": 0_i64,
-        "total_power": 0.0,
-        "tally_version": 0_i64,
     };
     // Opening (even at once, for a start in the past) is the scheduler's:
     // `proposal.opened` has one writer.
     let record = OutboxRecord::from_envelope(&event)
         .concerning([community_subject(&community_id), palm_subject(session.0)]);
-    outbox::attach(&mut document, &[record]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     state
         .database()
         .collection::<Document>(PROPOSALS)
         .insert_one(&document)
         .await?;
+    state.prompt().staged(PROPOSALS, id.to_string(), &[record]);
     let headers = location(&format!("/v1/proposals/{id}"));
     Ok((StatusCode::CREATED, headers, Json(view(&document, now))))
 }
@@ -472,7 +471,7 @@ pub async fn list(
     let page = pages::newest_first(
         state.database().collection(PROPOSALS),
         filter,
-        Some(doc! { "ballots": 0 }),
+        None,
         query.limit,
         query.cursor.as_deref(),
         |d| view(d, now),
@@ -485,9 +484,26 @@ async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
     database
         .collection::<Document>(PROPOSALS)
         .find_one(doc! { "_id": id })
-        .projection(doc! { "ballots": 0 })
         .await?
         .ok_or_else(|| Problem::not_found("proposal"))
+}
+
+/// A proposal's rules as vote intake needs them, from `cache` or read once:
+/// the rules (choices, voting type, window, level, strategy, community)
+/// never change after creation — no route edits them — so an entry is
+/// never stale and needs no invalidation; the cache is bounded by entry
+/// count and idle time only to bound memory. Its `status` may be stale,
+/// and intake does not read it (the validator judges the window). A
+/// missing proposal is not cached.
+async fn rules(state: &AppState, id: &str) -> Result<Arc<Document>, Problem> {
+    if let Some(rules) = state.proposal_rules().get(id) {
+        return Ok(rules);
+    }
+    let rules = Arc::new(load(state.database(), id).await?);
+    state
+        .proposal_rules()
+        .insert(id.to_owned(), Arc::clone(&rules));
+    Ok(rules)
 }
 
 /// One proposal.
@@ -589,7 +605,7 @@ pub async fn cast(
     limits::ADDRESS.check("address", &vote.address)?;
     limits::SIGNATURE.check("signature", &vote.signature)?;
     let database = state.database();
-    let proposal = load(database, &id).await?;
+    let proposal = rules(&state, &id).await?;
     let rules_view = view(&proposal, Utc::now());
     if !choice_fits(
         &rules_view.voting_type,
@@ -614,13 +630,12 @@ pub async fn cast(
     eth::parse_signature(&vote.signature)
         .map_err(|_| Problem::validation("signature must be 65 bytes of 0x hex"))?;
 
-    // The facts the validator decides on, as of now.
-    // The voter and their membership, read concurrently.
-    let (voter, is_member) = tokio::try_join!(
-        super::palm_ids::load(database, session.0),
-        communities::is_member(&state, &rules_view.community_id, session.0),
-    )?;
-    let voter = voter.ok_or_else(|| Problem::not_found("PalmID"))?;
+    // The facts the validator decides on, as of now: the voter and their
+    // membership, in one round trip.
+    let (voter, is_member) =
+        super::palm_ids::load_as_member(database, session.0, &rules_view.community_id)
+            .await?
+            .ok_or_else(|| Problem::not_found("PalmID"))?;
 
     let vote_id = Uuid::now_v7();
     let submitted_at = Utc::now();
@@ -674,13 +689,11 @@ pub async fn cast(
         "status": "pending",
         "submitted_at": to_bson_time(submitted_at),
     };
-    outbox::attach(
-        &mut document,
-        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)])],
-    );
     let votes = database.collection::<Document>(VOTES);
+    let record = OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     match votes.insert_one(document).await {
-        Ok(_) => {}
+        Ok(_) => state.prompt().staged(VOTES, vote_id.to_string(), &[record]),
         Err(error) if palm_mongo::is_duplicate_key(&error) => {
             return already_taken(&votes, &digest, session.0).await;
         }
@@ -827,7 +840,16 @@ pub async fn results(
 ) -> Result<Json<ResultsView>, Problem> {
     let proposal = load(state.database(), &id).await?;
     let proposal_view = view(&proposal, Utc::now());
-    let tally = crate::tally::Tally::of(&proposal, proposal_view.choices.len());
+    let choices = proposal_view.choices.len();
+    let tally = match crate::tally::Tally::frozen(&proposal, choices) {
+        Some(frozen) => Arc::new(frozen),
+        None => {
+            state
+                .tallies()
+                .running(state.database(), &id, choices)
+                .await?
+        }
+    };
     Ok(Json(ResultsView {
         proposal_id: id,
         is_final: proposal_view.status == "closed",

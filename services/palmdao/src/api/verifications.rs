@@ -189,12 +189,15 @@ pub async fn request(
         "status": "pending",
         "requested_at": to_bson_time(now),
     };
-    outbox::attach(&mut document, &[record]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     state
         .database()
         .collection::<Document>(VERIFICATIONS)
         .insert_one(document)
         .await?;
+    state
+        .prompt()
+        .staged(VERIFICATIONS, id.to_string(), &[record]);
 
     let headers = location(&format!("/v1/me/verifications/{id}"));
     let view = VerificationView {
