@@ -37,7 +37,7 @@ fmt: ## format the code
 deny: ## licenses, advisories and banned crates (needs cargo-deny)
 	cargo deny check
 
-bench-votes: ## print end-to-end votes/s (submit → counted) with 1 and 2 validators, and submit-to-decided p50/p99 at half that rate
+bench-votes: ## vote pipeline with 1 and 2 validators: votes/s (submit → counted), p50/p99 at half that rate, MongoDB commands and stack CPU per vote, votes/s ÷ the database's single-command rate, latency and bytes with 100k ballots ÷ none, idle commands/s of two replicas; a goal table
 	@eval "$$(scripts/test-deps.sh)" && cargo build --release --locked -p palmdao -p palmvalidator --bins && cargo bench --locked -p palm-tests --bench vote_pipeline
 
 bench-platform: ## print one platform snapshot refresh's time and MongoDB commands at three data sizes, and an idle standby's commands/s

@@ -1,12 +1,15 @@
-"""Launches the nx-27017 MongoDB stand-in for the tests, with six fixes.
+"""Launches the nx-27017 MongoDB stand-in for the tests, with seven fixes.
 
 Both are differences from real MongoDB that Palm's leases and outbox would
 trip over; the workarounds live here, in test tooling, never in service code.
 
 1. nx-27017 turns simple update operators ($set, $push, $min, ...) into
    SQLite JSON functions, which store BSON dates and sub-documents as
-   strings. neosqlite's "force fallback" switch routes every update through
-   its Python implementation, which keeps the types.
+   strings. Every update is routed through neosqlite's Python update
+   implementation, which keeps the types. (Its global "force fallback"
+   switch would do that too, but it also turns every *query* into a Python
+   scan of the whole collection, making each command cost grow with the
+   collection; queries keep their SQL translation and indexes.)
 2. Date comparisons in queries are wrapped in SQLite's datetime(), which
    truncates to whole seconds, so `{t: {$lt: now}}` misses a `t` earlier in
    the same second. julianday() keeps sub-millisecond precision.
@@ -29,6 +32,19 @@ trip over; the workarounds live here, in test tooling, never in service code.
    constants (a date plus milliseconds) or `$add` of a field and a number
    become `$set` / `$inc`. Any other pipeline is refused with an error, so a
    new shape fails loudly instead of silently meaning something else.
+7. A filter with a top-level `$or` beside other conditions drops those other
+   conditions: `{_id: "p:a", $or: [...]}` matches any document satisfying
+   the `$or`, so an update meant for one document changes another (palmdao's
+   ballot upsert is of this shape). Such a filter is rewritten to the
+   equivalent `{$and: [{<other conditions>}, {$or: [...]}]}`, which the
+   stand-in evaluates correctly (an upsert still takes `_id` from it).
+8. With queries in SQL (fix 1), `{field: value}` on an array-valued field
+   (the audit log's `subjects`) compares the whole array with the value
+   and matches nothing, where MongoDB matches arrays that contain it. In
+   read commands (find, count, aggregate `$match`) a top-level equality
+   with a plain string, number or boolean becomes the equivalent
+   `{field: {$in: [value]}}`, which the stand-in evaluates as MongoDB does
+   for plain and array fields alike.
 """
 
 import datetime
@@ -37,9 +53,16 @@ import textwrap
 
 from neosqlite.collection import index_manager, sql_translator_unified
 from neosqlite.collection.query_helper import aggregation, update_operations
-from neosqlite.collection.query_helper.utils import set_force_fallback
+from neosqlite.collection.query_helper import _sql_updates
 from nx_27017 import handler as nx_handler
 from nx_27017.nx_27017 import main
+
+
+def _updates_in_python():
+    cls = _sql_updates.SqlUpdatesMixin
+    if not hasattr(cls, "_can_use_sql_updates"):
+        raise SystemExit("mongo-standin: neosqlite changed; review the update patch")
+    cls._can_use_sql_updates = lambda self, update_spec, doc_id, original_doc=None: False
 
 
 def _compare_dates_with_millisecond_precision():
@@ -207,19 +230,57 @@ def _pipeline_to_operators(pipeline):
     return update
 
 
+def _isolate_or(query):
+    if isinstance(query, dict) and "$or" in query and len(query) > 1:
+        others = {key: value for key, value in query.items() if key != "$or"}
+        return {"$and": [others, {"$or": query["$or"]}]}
+    return query
+
+
+def _rewrite_filter(query, now):
+    return _isolate_or(_rewrite_expr(_resolve_now(query, now)))
+
+
+def _equality_as_in(query):
+    if not isinstance(query, dict):
+        return query
+    rewritten = {}
+    for key, value in query.items():
+        plain = isinstance(value, (str, int, float, bool))
+        if plain and not key.startswith("$") and key != "_id":
+            rewritten[key] = {"$in": [value]}
+        elif key in ("$and", "$or") and isinstance(value, list):
+            rewritten[key] = [_equality_as_in(part) for part in value]
+        else:
+            rewritten[key] = value
+    return rewritten
+
+
+def _rewrite_read(command):
+    if "find" in command and "filter" in command:
+        command["filter"] = _equality_as_in(command["filter"])
+    if "count" in command and "query" in command:
+        command["query"] = _equality_as_in(command["query"])
+    if "aggregate" in command and isinstance(command.get("pipeline"), list):
+        for stage in command["pipeline"]:
+            if isinstance(stage, dict) and "$match" in stage:
+                stage["$match"] = _equality_as_in(stage["$match"])
+
+
 def _rewrite_command(command, updates, now):
     if "findAndModify" in command:
         if "query" in command:
-            command["query"] = _rewrite_expr(_resolve_now(command["query"], now))
+            command["query"] = _rewrite_filter(command["query"], now)
         if isinstance(command.get("update"), list):
             command["update"] = _pipeline_to_operators(_resolve_now(command["update"], now))
     if "find" in command or "count" in command or "delete" in command:
         for key in ("filter", "query"):
             if key in command:
-                command[key] = _rewrite_expr(_resolve_now(command[key], now))
+                command[key] = _rewrite_filter(command[key], now)
+    _rewrite_read(command)
     for update in updates:
         if "q" in update:
-            update["q"] = _rewrite_expr(_resolve_now(update["q"], now))
+            update["q"] = _rewrite_filter(update["q"], now)
         if isinstance(update.get("u"), list):
             update["u"] = _pipeline_to_operators(_resolve_now(update["u"], now))
 
@@ -252,7 +313,7 @@ def _database_clock():
     cls.handle_command = handle_command
 
 
-set_force_fallback(True)
+_updates_in_python()
 _database_clock()
 _increment_nested_fields()
 _project_nested_fields()

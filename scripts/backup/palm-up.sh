@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Starts palmdao and palmvalidator (the built target/debug binaries) in the
-# background for the backup tests and the restore drill, against
-# PALM_AMQP_URL and PALM_MONGO_URL, on free ports, with a database and queue
-# prefix (fixed, re-used across runs); waits until both are ready, then prints the
-# environment palmctl (and seed.sh) needs as `export` lines for eval.
+# Starts palmdao and palmvalidator (the built debug binaries: under
+# $CARGO_TARGET_DIR when set, else target/) in the background for the backup
+# tests and the restore drill, against PALM_AMQP_URL and PALM_MONGO_URL, on
+# free ports, with a database and queue prefix (fixed, re-used across runs);
+# waits until both are ready, then prints the environment palmctl (and
+# seed.sh) needs as `export` lines for eval.
 #   palm-up.sh start STATE_DIR DATABASE    start; pids and logs in STATE_DIR
 #   palm-up.sh stop STATE_DIR              SIGTERM both, wait for them to exit
 set -euo pipefail
@@ -12,6 +13,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 log() { echo "palm-up: $*" >&2; }
 # shellcheck source=scripts/lib/palm-services.sh
 source "$root/scripts/lib/palm-services.sh"
+# The built binaries: cargo's target directory, $CARGO_TARGET_DIR when set.
+bin_dir="$(cd "$root" && realpath -m "${CARGO_TARGET_DIR:-target}")/debug"
 
 start() {
   local state="$1" database="$2"
@@ -34,12 +37,19 @@ start() {
   local service admin
   for service in palmdao palmvalidator; do
     admin="$(palm_free_port)"
-    palm_start "$service" "$state/$service.log" PALM__ADMIN__ADDR="127.0.0.1:$admin"
-    echo "$PALM_PID" >"$state/$service.pid"
+    PALM__ADMIN__ADDR="127.0.0.1:$admin" "$bin_dir/$service" >"$state/$service.log" 2>&1 &
+    echo "$!" >"$state/$service.pid"
     echo "$admin" >"$state/$service.admin"
   done
   for service in palmdao palmvalidator; do
     palm_wait_ready "$service" "$(cat "$state/$service.admin")" "$(cat "$state/$service.pid")" "$state/$service.log" 60
+  done
+  # palmdao reports ready once MongoDB and the broker are up, which can be
+  # before its public API listens (it creates its indexes first).
+  local deadline=$((SECONDS + 60))
+  until curl -s -o /dev/null "http://127.0.0.1:$http/"; do
+    ((SECONDS < deadline)) || { tail -n 20 "$state/palmdao.log" >&2; log "FAIL palmdao's API not listening on $http"; return 1; }
+    sleep 0.2
   done
   log "palmdao on http://127.0.0.1:$http and palmvalidator ready (database $database)"
   echo "export PALMCTL_API='http://127.0.0.1:$http' PALMCTL_DOMAIN=palm.test PALMCTL_URI=https://palm.test/v1/auth/siwe"

@@ -25,10 +25,12 @@ defaults to $MONGO_URI, which keeps the password off the command line):
       vanish between the restore and the count check.
   verify --uri U --db D --manifest M.json [--close-race-secs S]
       Checks a restored database: every collection's count equals the
-      manifest's, and every closed proposal's stored tally equals a recount
-      of its stored votes under palmdao's rule (services/palmdao/src/tally.rs).
+      manifest's; every closed proposal's stored tally (per choice, voters,
+      total power) equals a recount of its frozen ballots (the `ballots`
+      collection), and each frozen ballot agrees with the vote it counts
+      under palmdao's rule (services/palmdao/src/tally.rs, ADR 0029).
       Exit 0 when intact; 1 with one line per problem, each naming the
-      collection or the proposal.
+      collection, the proposal and the ballot.
 
 Archive format: docs of mongo-tools (`archive` package): a magic number, a
 header document, collection metadata documents, a terminator, then
@@ -58,6 +60,7 @@ TERMINATOR = b"\xff\xff\xff\xff"
 BACKUPS = "backups"
 PROPOSALS = "proposals"
 VOTES = "votes"
+BALLOTS = "ballots"
 
 
 class ArchiveError(Exception):
@@ -175,18 +178,40 @@ def _parse_iso(text: str) -> dt.datetime:
 # ---------------------------------------------------------------- tally
 
 
-def ballot_slot(palm_id: str) -> str:
-    """palmdao's key of a PalmID in a proposal's `ballots` (tally.rs)."""
-    return "p" + palm_id.replace("-", "")
+def ballot_id(proposal_id: str, palm_id: str) -> str:
+    """palmdao's `_id` of a PalmID's ballot on a proposal (tally.rs)."""
+    return f"{proposal_id}:{palm_id}"
 
 
-def _supersession_key(vote: dict) -> tuple[int, str]:
+def _supersession_key(timestamp, vote_id) -> tuple[int, str]:
     # tally.rs Ballot::supersedes: later signed timestamp, then vote id.
-    return (int(vote.get("timestamp") or 0), str(vote["_id"]))
+    return (int(timestamp or 0), str(vote_id))
+
+
+def _vote_key(vote: dict) -> tuple[int, str]:
+    return _supersession_key(vote.get("timestamp"), vote["_id"])
 
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _numbers(values) -> list[float] | None:
+    if not isinstance(values, list):
+        return None
+    return [_number(v) for v in values]
+
+
+def _same_numbers(a: list[float] | None, b: list[float] | None) -> bool:
+    return a is not None and b is not None and len(a) == len(b) and all(map(_close, a, b))
+
+
+def _shown(values: list[float] | None) -> str:
+    return "none" if values is None else "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
 def _utc(value) -> dt.datetime | None:
@@ -195,99 +220,154 @@ def _utc(value) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def check_proposal(proposal: dict, votes: list[dict], race: dt.timedelta) -> list[str]:
-    """Recounts one closed proposal from its stored votes.
+def is_frozen(ballot: dict) -> bool:
+    """Frozen by the close (tally.rs FROZEN_FIELD): the only ballots the
+    final tally counts."""
+    return ballot.get("closed") is True
 
-    palmdao's rule (tally.rs, scheduler.rs): each PalmID counts with one
+
+def check_proposal(proposal: dict, ballots: list[dict], votes: dict[str, dict],
+                   race: dt.timedelta) -> list[str]:
+    """Checks one closed proposal against its ballots and the votes.
+
+    `ballots`: the proposal's documents of `ballots`; `votes`: every vote of
+    the proposal by `_id`, plus any other vote a ballot names.
+
+    palmdao's rule (ADR 0029; tally.rs, scheduler.rs): each PalmID has one
     ballot, its valid vote with the greatest (signed timestamp, vote id);
-    the tally is the sum of those votes' allocations, `voters` their number,
-    `total_power` the sum of their voting power; a vote validated after the
-    proposal closed is not counted. Which side of the close a vote decided
-    within `race` of `closed_at` fell on is only known from the ballot the
-    proposal kept, so for those the stored ballot decides.
+    closing freezes the ballots (`closed: true`) and stores the recount of
+    the frozen ones: `tally` the per-choice sum of their allocations (choice
+    1 first), `voters` their number, `total_power` the sum of their power.
+    A ballot placed while the proposal closed stays unfrozen and uncounted
+    (a vote decided after the close). Which side of the close a vote decided
+    within `race` of `closed_at` fell on is only known from the ballots the
+    close froze, so for those the frozen ballots decide: `race` covers the
+    replicas' clocks and the close itself (freeze, recount, then `closed_at`).
     """
     pid = proposal["_id"]
     problems: list[str] = []
     closed_at = _utc(proposal.get("closed_at"))
-    ballots = proposal.get("ballots") or {}
-    by_id = {v["_id"]: v for v in votes}
+    frozen = [b for b in ballots if is_frozen(b)]
+    frozen_by_palm: dict[str, list[dict]] = {}
+    for ballot in frozen:
+        frozen_by_palm.setdefault(str(ballot.get("palm_id")), []).append(ballot)
+    unfrozen_palms = {str(b.get("palm_id")) for b in ballots if not is_frozen(b)}
+
+    def decided(vote: dict) -> dt.datetime | None:
+        return _utc(vote.get("decided_at"))
+
+    def certain(vote: dict) -> bool:  # decided before the close, whatever the clocks
+        at = decided(vote)
+        return closed_at is None or at is None or at < closed_at - race
+
+    def late(vote: dict) -> bool:  # decided after the close, whatever the clocks
+        at = decided(vote)
+        return closed_at is not None and at is not None and at > closed_at + race
+
     valid_by_palm: dict[str, list[dict]] = {}
-    for vote in votes:
-        if vote.get("status") == "valid":
+    for vote in votes.values():
+        if vote.get("proposal_id") == pid and vote.get("status") == "valid":
             valid_by_palm.setdefault(str(vote.get("palm_id")), []).append(vote)
 
-    counted: list[dict] = []
-    for slot, ballot in ballots.items():
-        vote_id = ballot.get("vote") if isinstance(ballot, dict) else None
-        vote = by_id.get(vote_id)
+    # ---- each frozen ballot against the vote it counts
+    for ballot in frozen:
+        bid = ballot.get("_id")
+        palm = str(ballot.get("palm_id"))
+        where = f"proposal {pid}: ballot {bid} in {BALLOTS}"
+        if bid != ballot_id(pid, palm):
+            problems.append(f"{where} is PalmID {palm}'s, whose ballot id is {ballot_id(pid, palm)}")
+        vote_id = ballot.get("vote_id")
+        vote = votes.get(vote_id)
         if vote is None:
+            problems.append(f"{where} counts vote {vote_id}, which is missing from {VOTES}")
+            continue
+        if (vote.get("status") != "valid" or str(vote.get("palm_id")) != palm
+                or vote.get("proposal_id") != pid):
             problems.append(
-                f"proposal {pid}: ballot {slot} counts vote {vote_id}, which is missing from {VOTES}"
+                f"{where} counts vote {vote_id}, which is {vote.get('status')}, by PalmID "
+                f"{vote.get('palm_id')} on proposal {vote.get('proposal_id')}"
             )
             continue
-        if vote.get("status") != "valid" or ballot_slot(str(vote.get("palm_id"))) != slot:
+        held, voted = _numbers(ballot.get("allocation")), _numbers(vote.get("allocation"))
+        if not _same_numbers(held, voted):
             problems.append(
-                f"proposal {pid}: ballot {slot} counts vote {vote_id}, which is "
-                f"{vote.get('status')} and by PalmID {vote.get('palm_id')}"
+                f"{where} holds allocation {_shown(held)} but vote {vote_id} in {VOTES} "
+                f"has {_shown(voted)}"
             )
-            continue
-        counted.append(vote)
-
-    for palm, candidates in sorted(valid_by_palm.items()):
-        slot = ballot_slot(palm)
-        decided = [(v, _utc(v.get("decided_at"))) for v in candidates]
-        if closed_at is None:
-            certain = [v for v, _ in decided]
-            late: list[dict] = []
-        else:
-            certain = [v for v, at in decided if at is None or at < closed_at - race]
-            late = [v for v, at in decided if at is not None and at > closed_at + race]
-        ballot_vote = by_id.get((ballots.get(slot) or {}).get("vote")) if slot in ballots else None
-        if ballot_vote is None or ballot_vote.get("status") != "valid":
-            if slot not in ballots and certain:
-                newest = max(certain, key=_supersession_key)
+        if not _close(_number(ballot.get("power")), _number(vote.get("voting_power"))):
+            problems.append(
+                f"{where} holds power {_number(ballot.get('power')):g} but vote {vote_id} "
+                f"in {VOTES} has voting power {_number(vote.get('voting_power')):g}"
+            )
+        if ballot.get("timestamp") != vote.get("timestamp"):
+            problems.append(
+                f"{where} holds timestamp {ballot.get('timestamp')} but vote {vote_id} "
+                f"in {VOTES} was signed at {vote.get('timestamp')}"
+            )
+        if late(vote):
+            problems.append(
+                f"{where} counts vote {vote_id}, validated after the proposal closed"
+            )
+        newer = [v for v in valid_by_palm.get(palm, []) if certain(v)]
+        if newer:
+            newest = max(newer, key=_vote_key)
+            if _vote_key(newest) > _vote_key(vote):
                 problems.append(
-                    f"proposal {pid}: valid vote {newest['_id']} of PalmID {palm} is not counted"
-                )
-            continue
-        if any(v["_id"] == ballot_vote["_id"] for v in late):
-            problems.append(
-                f"proposal {pid}: ballot of PalmID {palm} counts vote {ballot_vote['_id']}, "
-                f"validated after the proposal closed"
-            )
-        if certain:
-            newest = max(certain, key=_supersession_key)
-            if _supersession_key(newest) > _supersession_key(ballot_vote):
-                problems.append(
-                    f"proposal {pid}: PalmID {palm} is counted with vote {ballot_vote['_id']} "
+                    f"proposal {pid}: PalmID {palm} is counted with vote {vote_id} "
                     f"but its later vote {newest['_id']} supersedes it"
                 )
 
+    # ---- one counted ballot per PalmID, and none missing
+    for palm, held in sorted(frozen_by_palm.items()):
+        if len(held) > 1:
+            problems.append(
+                f"proposal {pid}: PalmID {palm} has {len(held)} frozen ballots in {BALLOTS}: "
+                + ", ".join(sorted(str(b.get("_id")) for b in held))
+            )
+    for palm, candidates in sorted(valid_by_palm.items()):
+        decided_before = [v for v in candidates if certain(v)]
+        if palm in frozen_by_palm or not decided_before:
+            continue
+        newest = max(decided_before, key=_vote_key)
+        why = "its ballot is not frozen" if palm in unfrozen_palms else f"no ballot in {BALLOTS}"
+        problems.append(
+            f"proposal {pid}: valid vote {newest['_id']} of PalmID {palm} is not counted ({why})"
+        )
+
+    # ---- the stored final tally against a recount of the frozen ballots
     choices = len(proposal.get("choices") or [])
     recount = [0.0] * choices
     total_power = 0.0
-    for vote in counted:
-        allocation = vote.get("allocation") or []
-        for index in range(choices):
-            recount[index] += float(allocation[index]) if index < len(allocation) else 0.0
-        total_power += float(vote.get("voting_power") or 0.0)
-    stored = proposal.get("tally") or {}
+    for ballot in frozen:
+        allocation = _numbers(ballot.get("allocation")) or []
+        for index, power in enumerate(allocation[:choices]):
+            recount[index] += power
+        total_power += _number(ballot.get("power"))
+    stored = _numbers(proposal.get("tally"))
+    if stored is None:
+        problems.append(
+            f"proposal {pid}: stored tally is {type(proposal.get('tally')).__name__}, "
+            f"not an array (choice 1 first)"
+        )
+        stored = []
+    elif len(stored) != choices:
+        problems.append(f"proposal {pid}: stored tally has {len(stored)} entries for {choices} choices")
     for index in range(choices):
-        have = float(stored.get(str(index + 1), 0.0) or 0.0)
+        have = stored[index] if index < len(stored) else 0.0
         if not _close(have, recount[index]):
             problems.append(
                 f"proposal {pid}: tally of choice {index + 1} is {have:g} "
-                f"but its votes recount to {recount[index]:g}"
+                f"but its frozen ballots recount to {recount[index]:g}"
             )
-    if int(proposal.get("voters") or 0) != len(counted):
+    voters = proposal.get("voters")
+    if not isinstance(voters, int) or isinstance(voters, bool) or voters != len(frozen):
         problems.append(
-            f"proposal {pid}: {proposal.get('voters')} voters stored "
-            f"but {len(counted)} counted votes found"
+            f"proposal {pid}: {voters} voters stored but {len(frozen)} frozen ballots found in {BALLOTS}"
         )
-    if not _close(float(proposal.get("total_power") or 0.0), total_power):
+    if not _close(_number(proposal.get("total_power")), total_power):
         problems.append(
-            f"proposal {pid}: total power {float(proposal.get('total_power') or 0.0):g} stored "
-            f"but its votes recount to {total_power:g}"
+            f"proposal {pid}: total power {_number(proposal.get('total_power')):g} stored "
+            f"but its frozen ballots recount to {total_power:g}"
         )
     return problems
 
@@ -307,16 +387,26 @@ def verify(db, manifest: dict, race: dt.timedelta) -> tuple[list[str], dict]:
             )
     closed = 0
     votes_seen = 0
+    ballots_seen = 0
     for proposal in db[PROPOSALS].find({"status": "closed"}):
-        votes = list(db[VOTES].find({"proposal_id": proposal["_id"]}))
+        pid = proposal["_id"]
+        ballots = list(db[BALLOTS].find({"proposal_id": pid}))
+        votes = {v["_id"]: v for v in db[VOTES].find({"proposal_id": pid})}
         votes_seen += len(votes)
-        problems.extend(check_proposal(proposal, votes, race))
+        # A ballot may name a vote of another proposal (damage): fetch it, so
+        # the message says whose vote it is rather than "missing".
+        elsewhere = sorted({b.get("vote_id") for b in ballots} - set(votes) - {None}, key=str)
+        if elsewhere:
+            votes.update({v["_id"]: v for v in db[VOTES].find({"_id": {"$in": elsewhere}})})
+        ballots_seen += sum(1 for b in ballots if is_frozen(b))
+        problems.extend(check_proposal(proposal, ballots, votes, race))
         closed += 1
     summary = {
         "collections": len(expected),
         "documents": sum(expected.values()),
         "closed_proposals": closed,
-        "votes_recounted": votes_seen,
+        "frozen_ballots_recounted": ballots_seen,
+        "votes_checked": votes_seen,
         "extra_collections": sorted(present - set(expected)),
     }
     return problems, summary
@@ -429,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--close-race-secs", type=float, default=2.0,
-                   help="votes validated this close to the close may fall on either side (default 2)")
+                   help="votes validated this close to closed_at may fall on either side of the freeze (default 2)")
     p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser("ttl-monitor", help="pause or resume TTL deletions while a restore is checked")

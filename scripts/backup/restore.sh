@@ -19,8 +19,9 @@
 # would otherwise vanish before the counts are checked), mongorestore --drop
 # --oplogReplay (the dump's consistent point in time), then palmbackup.py
 # verify: collection counts against the manifest, every closed proposal's
-# tally recounted from its votes. TTL deletions resume on exit. Exit 0 only
-# when the restore is verified. See docs/disaster-recovery.md.
+# tally recounted from its frozen ballots, each checked against its vote.
+# TTL deletions resume on exit. Exit 0 only when the restore is verified.
+# See docs/disaster-recovery.md.
 set -euo pipefail
 # shellcheck source=scripts/backup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -61,7 +61,12 @@ impl Palmdao {
 
     /// Starts palmdao with extra environment variables.
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
-        let env = ServiceEnv::new();
+        Self::start_in(ServiceEnv::new(), extra).await
+    }
+
+    /// Starts palmdao in `env` (a second replica on another's prefix and
+    /// database, say) with extra environment variables.
+    pub async fn start_in(env: ServiceEnv, extra: &[(&str, &str)]) -> Self {
         let process = ServiceProcess::spawn(binary("palmdao"), &env.vars(extra));
         let addr = process
             .logged_addr("public api listening", Duration::from_secs(20))

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{Duration as Span, Utc};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use palm_amqp::{OutgoingMessage, QueueSpec};
 use palm_core::Envelope;
 use palm_core::eth::AddressText;
@@ -323,4 +323,202 @@ async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_cl
     validator.close().await;
     palmdao.env.teardown(&[lifecycle_queue]).await;
     palmdao.stop().await;
+}
+
+/// Two palmdao replicas on one database and prefix take 2,000 votes from
+/// 200 voters, each voter changing their vote ten times, submitted
+/// concurrently through both replicas; the results are delivered shuffled,
+/// one in ten twice, and both replicas apply them (competing consumers of
+/// `palmdao.results`). The tally then equals a recount of the stored valid
+/// votes, counts each voter once, and every ballot holds its voter's latest
+/// vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tally_equals_a_recount_after_2000_concurrent_vote_changes_through_two_replicas() {
+    const VOTERS: usize = 200;
+    const CHANGES: usize = 10;
+    let extra = [
+        ("PALM__COMMUNITIES__CREATE_MIN_LEVEL", "1"),
+        ("PALM__HTTP__RATE_LIMIT_PER_SECOND", "100000"),
+        ("PALM__HTTP__RATE_LIMIT_BURST", "100000"),
+        ("PALM__PROPOSALS__TALLY_MAX_AGE_MS", "100"),
+    ];
+    let first = Palmdao::start_with(&extra).await;
+    let second = Palmdao::start_in(first.env.clone(), &extra).await;
+    let replicas = [&first, &second];
+    let validator = FakeValidator::connect(&first).await;
+    // The validator's place: `vote.submitted` must be routed somewhere, or
+    // the outbox keeps every one of them and retries it.
+    let submissions = EventTap::start(
+        &first.env,
+        QueueSpec::new("test.submitted", &["vote.submitted"]),
+    )
+    .await;
+
+    let admin = first
+        .sign_in(&key(&format!("admin-{}", Uuid::new_v4())))
+        .await;
+    let admin_token = admin["token"].as_str().unwrap();
+    let slug = format!("t-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let (status, _) = first
+        .send(
+            Method::POST,
+            "/v1/communities",
+            Some(admin_token),
+            &json!({ "slug": slug, "name": "T" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, created) = first
+        .send(
+            Method::POST,
+            &format!("/v1/communities/{slug}/proposals"),
+            Some(admin_token),
+            &json!({
+                "title": "Replicas", "choices": ["a", "b", "c"], "voting_type": "single-choice",
+                "start": Utc::now(), "end": Utc::now() + Span::hours(1),
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let proposal = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+
+    let voters: Vec<Voter> =
+        futures_util::future::join_all((0..VOTERS).map(|i| voter(replicas[i % 2], &slug))).await;
+
+    // Every voter's ten changes, in a scrambled order of signed timestamps,
+    // submitted 32 at a time, alternating replicas.
+    let t = Utc::now().timestamp();
+    let mut plan = Vec::new();
+    for (v, _) in voters.iter().enumerate() {
+        for change in 0..CHANGES {
+            let order = (change * 7 + v) % CHANGES;
+            let timestamp = t + i64::try_from(order).unwrap();
+            let choice = u32::try_from((v + change) % 3).unwrap() + 1;
+            plan.push((v, choice, timestamp));
+        }
+    }
+    let proposal_id = proposal.to_string();
+    let submitted: Vec<(usize, u32, Uuid)> = futures_util::stream::iter(plan.iter().enumerate())
+        .map(|(i, &(v, choice, timestamp))| {
+            let (replica, voter, proposal_id) = (replicas[i % 2], &voters[v], &proposal_id);
+            async move {
+                let vote = submit(replica, proposal_id, voter, choice, timestamp).await;
+                (v, choice, vote)
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert_eq!(submitted.len(), VOTERS * CHANGES);
+
+    // Results shuffled (a fixed permutation), one in ten delivered twice.
+    let mut deliveries: Vec<Envelope<VoteValidated>> = submitted
+        .iter()
+        .map(|&(v, choice, vote)| {
+            validated(proposal, &voters[v], vote, usize::try_from(choice).unwrap())
+        })
+        .collect();
+    let duplicates: Vec<_> = deliveries.iter().step_by(10).cloned().collect();
+    deliveries.extend(duplicates);
+    let count = deliveries.len();
+    let mut shuffled = Vec::with_capacity(count);
+    for i in 0..count {
+        shuffled.push(deliveries[(i * 997) % count].clone());
+    }
+    assert_eq!(
+        shuffled
+            .iter()
+            .map(|e| e.id)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        count - count / 11,
+        "the permutation covers every delivery"
+    );
+    futures_util::stream::iter(shuffled)
+        .map(|event| {
+            let message = OutgoingMessage::event(validator.broker.names(), &event);
+            let publisher = validator.publisher.clone();
+            async move { publisher.publish(&message).await.unwrap() }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+
+    let client = mongodb::Client::with_uri_str(palm_testkit::mongo_url())
+        .await
+        .unwrap();
+    let database = client.database(&first.env.database);
+    let votes = database.collection::<mongodb::bson::Document>("votes");
+    eventually("every vote decided", Duration::from_secs(180), || {
+        let votes = votes.clone();
+        let proposal_id = proposal_id.clone();
+        async move {
+            let pending = votes
+                .count_documents(
+                    mongodb::bson::doc! { "proposal_id": &proposal_id, "status": "pending" },
+                )
+                .await
+                .unwrap();
+            (pending == 0).then_some(())
+        }
+    })
+    .await;
+    let expected = recount(&first, proposal).await;
+    let results = eventually(
+        "the tally equals the recount",
+        Duration::from_secs(60),
+        || {
+            let (first, expected) = (&first, expected.clone());
+            async move {
+                let results = tally(first, proposal).await;
+                (powers(&results) == expected).then_some(results)
+            }
+        },
+    )
+    .await;
+    assert_eq!(results["voters"], VOTERS, "{results}");
+    assert_eq!(powers(&tally(&second, proposal).await), expected);
+    assert_eq!(expected.iter().sum::<f64>(), VOTERS as f64);
+
+    // Each ballot is its voter's latest vote (signed timestamp, then id).
+    let ballots: Vec<mongodb::bson::Document> = database
+        .collection("ballots")
+        .find(mongodb::bson::doc! { "proposal_id": &proposal_id })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(ballots.len(), VOTERS);
+    let mut latest: HashMap<Uuid, (i64, Uuid)> = HashMap::new();
+    let stored: Vec<mongodb::bson::Document> = votes
+        .find(mongodb::bson::doc! { "proposal_id": &proposal_id })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    for vote in &stored {
+        let palm_id = Uuid::parse_str(vote.get_str("palm_id").unwrap()).unwrap();
+        let key = (
+            palm_mongo::integer(vote, "timestamp").unwrap(),
+            Uuid::parse_str(vote.get_str("_id").unwrap()).unwrap(),
+        );
+        let entry = latest.entry(palm_id).or_insert(key);
+        if key > *entry {
+            *entry = key;
+        }
+    }
+    for ballot in &ballots {
+        let palm_id = Uuid::parse_str(ballot.get_str("palm_id").unwrap()).unwrap();
+        assert_eq!(
+            ballot.get_str("vote_id").unwrap(),
+            latest[&palm_id].1.to_string(),
+            "{ballot}"
+        );
+    }
+    submissions.stop().await;
+    validator.broker.close().await;
+    second.stop().await;
+    first.stop().await;
 }

@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 eval "$(scripts/backup/palm-up.sh start "$state" "$database")"
-PALMCTL="$root/target/debug/palmctl" SEED_TAG="$database" scripts/backup/seed.sh >"$state/seed.json"
+PALMCTL="$(realpath -m "${CARGO_TARGET_DIR:-target}")/debug/palmctl" SEED_TAG="$database" scripts/backup/seed.sh >"$state/seed.json"
 echo "verify: seeded $(cat "$state/seed.json")" >&2
 scripts/backup/palm-up.sh stop "$state"
 "$python" scripts/backup/tests/verify_test.py --uri "$PALM_MONGO_URL" --db "$database" --work "$state/work"

@@ -2,322 +2,47 @@
 //!
 //! It serves the API ([`api`]: Sign-In with Ethereum, sessions, PalmIDs,
 //! verifications, communities, discussions, proposals, vote intake, audit) on
-//! `http.addr`, applies results from the validators ([`consumers`],
-//! [`tally`]), opens and closes proposals on time ([`jobs`]),
-//! declares its MongoDB indexes and RabbitMQ queue, and runs the outbox relay
-//! that publishes the events its writes stage (on one replica at a time,
-//! under a lease). It also declares the indexes palmplatformmetrics'
-//! aggregations run on ([`store::platform`]), since that service never
-//! writes.
+//! `http.addr`, applies results from the validators ([`consumers`]), opens
+//! and closes proposals on time ([`jobs`]), declares its MongoDB indexes and
+//! RabbitMQ queue, and runs the outbox relay that publishes the events its
+//! writes stage right after each write (ADR 0030), with a sweeper on one
+//! replica at a time under a lease. It also declares the indexes
+//! palmplatformmetrics' aggregations run on ([`store::platform`]), since
+//! that service never writes.
+//!
+//! # Layout (ADR 0031: arrows point down only, and only `store` touches
+//! MongoDB; `tests/tests/palmdao_layers.rs` checks both)
+//! - [`api`]: the HTTP edge — routes, extractors, problems, OpenAPI,
+//!   sessions, rate limiting; parses requests into domain types and maps
+//!   results to responses.
+//! - [`consumers`]: the validators' results, applied once.
+//! - [`jobs`]: the proposal scheduler.
+//! - [`store`]: one module per collection, the only MongoDB code.
+//! - [`domain`]: the rules (levels, eligibility, supersession, the tally,
+//!   the proposal lifecycle), with no HTTP and no storage types.
+//! - [`settings`]: the service's name, collections, routes and settings (a
+//!   leaf every layer may use).
 
 pub mod api;
 pub mod consumers;
 pub mod domain;
 pub mod jobs;
+pub mod settings;
 pub mod store;
-pub mod tally;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use palm_amqp::{AmqpSettings, Broker, Consumer, Incoming, Publisher, QueueSpec, Topology};
-use palm_core::InvalidSetting;
-use palm_core::siwe::SiweRules;
-use palm_service::{Runtime, RuntimeSettings, ServiceSettings};
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use store::MongoSettings;
+use palm_amqp::{Broker, Consumer, Incoming, Publisher, Topology};
+use palm_service::Runtime;
 
-/// Service name: binary, image, chart, log and metric label.
-pub const SERVICE: &str = "palmdao";
+pub use settings::{
+    AuthSettings, CommunitySettings, HttpSettings, OUTBOX_COLLECTIONS, OutboxSettings,
+    ProposalSettings, REQUIRED_ROUTES, SERVICE, Settings, queues,
+};
 
-/// Collections whose documents stage outbox events.
-pub const OUTBOX_COLLECTIONS: &[&str] = &[
-    "palm_ids",
-    "communities",
-    "memberships",
-    "proposals",
-    "votes",
-    "verifications",
-    "discussions",
-];
-
-/// Routing keys (or topic patterns) of the events a service of the suite
-/// consumes: the bindings of `palmvalidator.jobs`, `palmvalidator-discord.jobs`
-/// and `palmdao.results`. The outbox relay never settles such an event while
-/// no queue takes it (it waits and is retried); any other event without a
-/// subscriber is settled. `tests/tests/outbox_routes.rs` checks this list
-/// against every service's queues.
-pub const REQUIRED_ROUTES: &[&str] = &[
-    "vote.submitted",
-    "verification.requested.wallet",
-    "verification.requested.discord",
-    "vote.validated",
-    "vote.rejected",
-    "verification.completed",
-];
-
-/// Queue of verification and vote results palmdao applies.
-pub fn queues() -> Vec<QueueSpec> {
-    vec![QueueSpec::new(
-        "palmdao.results",
-        &["verification.completed", "vote.validated", "vote.rejected"],
-    )]
-}
-
-/// `palmdao` configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    /// `admin.*`, `telemetry.*`, `shutdown.*`.
-    #[serde(flatten)]
-    pub runtime: RuntimeSettings,
-    /// `amqp.*`.
-    pub amqp: AmqpSettings,
-    /// `mongo.*`.
-    pub mongo: MongoSettings,
-    /// `outbox.*`.
-    pub outbox: OutboxSettings,
-    /// `http.*`: the public API listener.
-    pub http: HttpSettings,
-    /// `auth.*`: Sign-In with Ethereum and sessions.
-    pub auth: AuthSettings,
-    /// `communities.*`: community rules.
-    pub communities: CommunitySettings,
-    /// `proposals.*`: the proposal scheduler.
-    pub proposals: ProposalSettings,
-}
-
-/// `proposals.*`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProposalSettings {
-    /// How often the scheduler looks for proposals to open or close; a
-    /// proposal closes at most this long after its end.
-    pub scheduler_interval_ms: u64,
-    /// How long closing waits for votes submitted before the end that the
-    /// validator has not decided yet.
-    pub close_grace_ms: u64,
-    /// Lease validity for the scheduler; a dead scheduler's successor takes
-    /// over after this.
-    pub lease_ttl_ms: u64,
-}
-
-impl Default for ProposalSettings {
-    fn default() -> Self {
-        Self {
-            scheduler_interval_ms: 1_000,
-            close_grace_ms: 30_000,
-            lease_ttl_ms: 10_000,
-        }
-    }
-}
-
-/// `communities.*`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CommunitySettings {
-    /// PalmID level needed to create a community (the whitepaper's 3). With
-    /// only the wallet and Discord verifiers shipped, level 3 is not yet
-    /// reachable; a local or staging deployment may lower it (see
-    /// `docs/adr/0006-audit-log-and-community-creation-level.md`).
-    pub create_min_level: u32,
-}
-
-impl Default for CommunitySettings {
-    fn default() -> Self {
-        Self {
-            create_min_level: 3,
-        }
-    }
-}
-
-/// `http.*`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpSettings {
-    /// Public listen address; port 0 picks one and logs it.
-    pub addr: SocketAddr,
-    /// Largest accepted request body.
-    pub body_limit_bytes: usize,
-    /// Longest a request may take before it gets `503`.
-    pub request_timeout_ms: u64,
-    /// Sustained requests per second per client (per replica).
-    pub rate_limit_per_second: u32,
-    /// Requests a client may burst above the sustained rate.
-    pub rate_limit_burst: u32,
-    /// Take the client from `X-Forwarded-For` (only behind a proxy that
-    /// appends to it, such as the AWS ALB); otherwise the socket peer.
-    pub trust_forwarded_for: bool,
-    /// How many proxies in front of palmdao append to `X-Forwarded-For`
-    /// (1 for the ALB alone, 2 for CloudFront → ALB): the client is the
-    /// entry this many places from the right, since every entry left of it
-    /// was written by the client. 1–10.
-    pub forwarded_for_trusted_hops: u32,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            body_limit_bytes: 64 * 1024,
-            request_timeout_ms: 10_000,
-            rate_limit_per_second: 20,
-            rate_limit_burst: 40,
-            trust_forwarded_for: false,
-            forwarded_for_trusted_hops: 1,
-        }
-    }
-}
-
-/// `auth.*`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// The domain sign-in messages must name (the web app's host).
-    pub domain: String,
-    /// The URI sign-in messages must name.
-    pub uri: String,
-    /// Accepted EIP-155 chain ids.
-    #[serde(deserialize_with = "palm_core::settings::one_or_many")]
-    pub chain_ids: Vec<u64>,
-    /// Life of a sign-in nonce.
-    pub nonce_ttl_secs: u64,
-    /// Life of a session token.
-    pub session_ttl_secs: u64,
-    /// Tolerated clock difference with wallets.
-    pub clock_skew_secs: u64,
-    /// HMAC key signing session tokens; a secret of at least 32 bytes, from
-    /// the environment only.
-    pub session_key: SecretString,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            domain: "localhost:8080".into(),
-            uri: "http://localhost:8080/v1/auth/siwe".into(),
-            chain_ids: vec![1],
-            nonce_ttl_secs: 300,
-            session_ttl_secs: 86_400,
-            clock_skew_secs: 30,
-            session_key: SecretString::from(""),
-        }
-    }
-}
-
-impl AuthSettings {
-    /// The sign-in rules, or the bad `auth.*` key.
-    pub fn rules(&self) -> Result<SiweRules, InvalidSetting> {
-        SiweRules::from_settings(
-            "auth",
-            &self.domain,
-            &self.uri,
-            &self.chain_ids,
-            self.clock_skew_secs,
-        )
-    }
-}
-
-/// `outbox.*`: the relay.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutboxSettings {
-    /// Documents read per collection per pass.
-    pub batch_size: i64,
-    /// Pause after a pass that found nothing.
-    pub poll_interval_ms: u64,
-    /// Lease validity; a dead relay's successor takes over after this.
-    pub lease_ttl_ms: u64,
-    /// How long processed-message records are kept for deduplication.
-    pub idempotency_retention_hours: u64,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        Self {
-            batch_size: 256,
-            poll_interval_ms: 200,
-            lease_ttl_ms: 10_000,
-            idempotency_retention_hours: 72,
-        }
-    }
-}
-
-impl ServiceSettings for Settings {
-    const LIST_KEYS: &'static [&'static str] = &["amqp.retry_delays_ms", "auth.chain_ids"];
-
-    fn validate(&self) -> Result<(), InvalidSetting> {
-        self.runtime.validate()?;
-        self.amqp.validate()?;
-        self.mongo.validate()?;
-        let auth = |field: &str, reason: &str| Err(InvalidSetting::new("auth", field, reason));
-        if self.auth.session_key.expose_secret().len() < 32 {
-            return auth(
-                "session_key",
-                "must be a secret of at least 32 bytes (set PALM__AUTH__SESSION_KEY)",
-            );
-        }
-        self.auth.rules()?;
-        if self.auth.nonce_ttl_secs == 0 || self.auth.session_ttl_secs == 0 {
-            return auth(
-                "nonce_ttl_secs",
-                "nonce and session lifetimes must be above 0",
-            );
-        }
-        if !(1..=10).contains(&self.http.forwarded_for_trusted_hops) {
-            return Err(InvalidSetting::new(
-                "http",
-                "forwarded_for_trusted_hops",
-                "must be between 1 and 10",
-            ));
-        }
-        if self.http.rate_limit_per_second == 0 || self.http.rate_limit_burst == 0 {
-            return Err(InvalidSetting::new(
-                "http",
-                "rate_limit_per_second",
-                "rate and burst must be above 0",
-            ));
-        }
-        if self.http.body_limit_bytes < 1024 || self.http.request_timeout_ms == 0 {
-            return Err(InvalidSetting::new(
-                "http",
-                "body_limit_bytes",
-                "must be at least 1024, with a request timeout above 0",
-            ));
-        }
-        if !(1..=10).contains(&self.communities.create_min_level) {
-            return Err(InvalidSetting::new(
-                "communities",
-                "create_min_level",
-                "must be between 1 and 10",
-            ));
-        }
-        let proposals = &self.proposals;
-        if proposals.scheduler_interval_ms == 0 || proposals.lease_ttl_ms < 300 {
-            return Err(InvalidSetting::new(
-                "proposals",
-                "scheduler_interval_ms",
-                "must be above 0, with lease_ttl_ms at least 300",
-            ));
-        }
-        let bad = |field: &str, reason: &str| Err(InvalidSetting::new("outbox", field, reason));
-        if self.outbox.batch_size < 1 {
-            return bad("batch_size", "must be at least 1");
-        }
-        if self.outbox.lease_ttl_ms < 300 {
-            return bad("lease_ttl_ms", "must be at least 300");
-        }
-        if self.outbox.idempotency_retention_hours == 0 {
-            return bad("idempotency_retention_hours", "must be above 0");
-        }
-        Ok(())
-    }
-
-    fn runtime(&self) -> &RuntimeSettings {
-        &self.runtime
-    }
-}
+/// Writes whose events may wait in memory for the prompt outbox path; past
+/// this the sweeper publishes them (after `outbox.prompt_grace_ms`).
+const PROMPT_CAPACITY: usize = 8_192;
 
 /// Runs palmdao until `runtime.shutdown`.
 pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
@@ -347,6 +72,25 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     for outcome in ["valid", "rejected"] {
         let _ = palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => outcome);
     }
+    let (relay, prompt) = store
+        .outbox_relay(OUTBOX_COLLECTIONS, publisher.clone())
+        .with_batch_size(settings.outbox.batch_size)
+        .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms))
+        .with_required_routes(REQUIRED_ROUTES)
+        // Half the grace period: the pass under way finishes and is marked,
+        // and the lease is released well before the process must be gone.
+        .with_drain_timeout(Duration::from_millis(
+            settings.runtime.shutdown.grace_ms / 2,
+        ))
+        .with_audit(store::audit::audit_log())
+        .with_prompt(
+            PROMPT_CAPACITY,
+            Duration::from_millis(settings.outbox.prompt_grace_ms),
+        );
+    // Every write from here on hands what it staged to the prompt path.
+    let store = store
+        .with_prompt(prompt)
+        .with_tally_max_age(Duration::from_millis(settings.proposals.tally_max_age_ms));
     let listener = tokio::net::TcpListener::bind(settings.http.addr)
         .await
         .with_context(|| format!("failed to bind the public API on {}", settings.http.addr))?;
@@ -370,33 +114,23 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     );
     let consuming = tokio::spawn(consumer.run(runtime.shutdown.clone()));
 
-    let relay = store
-        .outbox_relay(OUTBOX_COLLECTIONS, publisher)
-        .with_batch_size(settings.outbox.batch_size)
-        .with_poll_interval(Duration::from_millis(settings.outbox.poll_interval_ms))
-        .with_required_routes(REQUIRED_ROUTES)
-        // Half the grace period: the pass under way finishes and is marked,
-        // and the lease is released well before the process must be gone.
-        .with_drain_timeout(Duration::from_millis(
-            settings.runtime.shutdown.grace_ms / 2,
-        ))
-        .with_audit(store::audit::audit_log());
+    // Standbys try to take a lease over every ttl/3 (a takeover after a
+    // crash needs the ttl to run out anyway), so an idle replica sends a
+    // handful of commands a minute, not four a second per lease.
     let holder = format!("{SERVICE}-{}", runtime.instance_id());
-    let lease = store.lease(
-        "palmdao.outbox",
-        &holder,
-        Duration::from_millis(settings.outbox.lease_ttl_ms),
-    );
+    let outbox_ttl = Duration::from_millis(settings.outbox.lease_ttl_ms);
+    let lease = store
+        .lease("palmdao.outbox", &holder, outbox_ttl)
+        .with_standby_poll(outbox_ttl / 3);
     let scheduler = jobs::scheduler::Scheduler::new(
         store.clone(),
         Duration::from_millis(settings.proposals.scheduler_interval_ms),
         Duration::from_millis(settings.proposals.close_grace_ms),
     );
-    let scheduler_lease = store.lease(
-        "palmdao.scheduler",
-        &holder,
-        Duration::from_millis(settings.proposals.lease_ttl_ms),
-    );
+    let scheduler_ttl = Duration::from_millis(settings.proposals.lease_ttl_ms);
+    let scheduler_lease = store
+        .lease("palmdao.scheduler", &holder, scheduler_ttl)
+        .with_standby_poll(scheduler_ttl / 3);
     let scheduling = {
         let shutdown = runtime.shutdown.clone();
         tokio::spawn(async move { scheduler.run(scheduler_lease, shutdown).await })

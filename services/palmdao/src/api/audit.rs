@@ -14,12 +14,12 @@ use super::extract::{ApiPath, ApiQuery};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
 use super::communities;
 use super::openapi::{Always, BadQuery, Forbidden, NeedsSession, NotFound};
 use super::pages::{self, Paged};
 use super::problem::Problem;
 use super::session::Session;
+use super::state::AppState;
 use crate::domain::audit::{community_subject, palm_subject};
 use crate::store::audit as store;
 

@@ -11,11 +11,11 @@ use palm_core::siwe::{self, SiweError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::AppState;
 use super::extract::ApiJson;
 use super::limits;
 use super::openapi::{Always, BadBody};
 use super::problem::Problem;
+use super::state::AppState;
 use crate::store::{nonces, palm_ids};
 
 /// `GET /v1/auth/nonce` response.

@@ -17,7 +17,7 @@ use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSessio
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, location};
+use super::state::{AppState, location};
 use crate::domain::communities::{
     self as rules, Community, DEFAULT_VOTE_LEVEL, JOIN_LEVEL, LevelTooLow, Membership,
 };

@@ -14,7 +14,7 @@ use super::openapi::{Always, BadBody, BadQuery, Forbidden, NeedsSession, NotFoun
 use super::pages::{self, Page, Paged};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, location};
+use super::state::{AppState, location};
 use crate::store::discussions::{self as store, Discussion};
 
 /// `POST /v1/communities/{slug}/discussions` body.

@@ -5,6 +5,7 @@
 //! - [`extract`]: the body, query and path extractors whose rejections are problems.
 //! - [`idempotency`]: `Idempotency-Key` on mutating requests.
 //! - [`limits`]: each limit on what clients send, as schema and check at once.
+//! - [`state`]: [`AppState`], what every handler can reach.
 //! - [`session`]: signed, expiring bearer tokens and the [`session::Session`] extractor.
 //! - [`auth`]: `GET /v1/auth/nonce`, `POST /v1/auth/siwe`.
 //! - [`palm_ids`]: `GET/PATCH /v1/me`, `GET /v1/palm-ids/{id}`.
@@ -35,9 +36,9 @@ pub mod problem;
 pub mod proposals;
 pub mod rate_limit;
 pub mod session;
+pub mod state;
 pub mod verifications;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -46,8 +47,6 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use palm_core::InvalidSetting;
-use palm_core::siwe::SiweRules;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -55,64 +54,8 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::Settings;
-use crate::store::Store;
 use problem::Problem;
-use session::SessionKeys;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    store: Store,
-    siwe: SiweRules,
-    nonce_ttl: Duration,
-    sessions: SessionKeys,
-    create_community_level: u32,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("siwe", &self.inner.siwe)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// State for the API on `store` with `settings`' auth rules.
-    pub fn new(store: Store, settings: &Settings) -> Result<Self, InvalidSetting> {
-        let auth = &settings.auth;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                store,
-                siwe: auth.rules()?,
-                nonce_ttl: Duration::from_secs(auth.nonce_ttl_secs),
-                sessions: SessionKeys::new(
-                    &auth.session_key,
-                    Duration::from_secs(auth.session_ttl_secs),
-                ),
-                create_community_level: settings.communities.create_min_level,
-            }),
-        })
-    }
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
-    /// The raw database, for the vote path only (see [`Store`]).
-    pub(crate) fn database(&self) -> &palm_mongo::mongodb::Database {
-        self.inner.store.database()
-    }
-
-    pub(crate) fn create_community_level(&self) -> u32 {
-        self.inner.create_community_level
-    }
-}
+pub use state::AppState;
 
 /// Every API route with its documentation: the router and the OpenAPI
 /// document are both split from this, so neither can list a route the
@@ -148,7 +91,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 /// The public router: the API, its document at `/openapi.json` and Swagger
 /// UI at `/docs`.
-pub fn router(state: AppState, settings: &crate::HttpSettings) -> Router {
+pub fn router(state: AppState, settings: &crate::settings::HttpSettings) -> Router {
     let timeout = Duration::from_millis(settings.request_timeout_ms);
     let (api, document) = routes().split_for_parts();
     api.route(
@@ -321,15 +264,6 @@ pub fn documented_responses() -> Vec<(String, String, u16)> {
     found
 }
 
-/// A `Location` header for a created resource.
-pub(crate) fn location(path: &str) -> axum::http::HeaderMap {
-    let mut headers = axum::http::HeaderMap::new();
-    if let Ok(value) = axum::http::HeaderValue::from_str(path) {
-        headers.insert(axum::http::header::LOCATION, value);
-    }
-    headers
-}
-
 /// Serves `router` on `listener` until `shutdown`, draining open requests.
 pub async fn serve(
     listener: TcpListener,
@@ -365,8 +299,8 @@ mod tests {
     #[tokio::test]
     async fn the_openapi_document_lists_every_route_the_router_serves() {
         // A client that never connects: only the router's shape is read.
-        let store = Store::unconnected().await.unwrap();
-        let settings = crate::Settings::default();
+        let store = crate::store::Store::unconnected().await.unwrap();
+        let settings = crate::settings::Settings::default();
         let router = router(AppState::new(store, &settings).unwrap(), &settings.http);
         let mut served = served_paths(&router);
         // The document's own routes, and the catch-all that answers

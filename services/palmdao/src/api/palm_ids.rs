@@ -10,12 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::AppState;
 use super::extract::{ApiJson, ApiPath};
 use super::limits;
 use super::openapi::{Always, BadBody, Conflict, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
+use super::state::AppState;
 use crate::domain::palm_ids::PalmId;
 use crate::store::palm_ids::{self, HandleChange};
 

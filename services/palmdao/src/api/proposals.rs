@@ -18,9 +18,6 @@ use palm_core::Envelope;
 use palm_core::eth::{self, AddressText};
 use palm_core::events::{ProposalRules, VoteSubmitted, VoterFacts};
 use palm_core::voting;
-use palm_mongo::mongodb::Database;
-use palm_mongo::mongodb::bson::{self, Bson, Document, doc};
-use palm_mongo::outbox::{self, OutboxRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
@@ -33,20 +30,13 @@ use super::openapi::{Always, BadBody, BadQuery, Conflict, Forbidden, NeedsSessio
 use super::pages::{self, Paged};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, location};
-use crate::SERVICE;
-use crate::domain::audit::palm_subject;
+use super::state::{AppState, location};
 use crate::domain::proposals::{Proposal, STATUSES, choice_fits, window_is_valid};
-use crate::store::proposals::{self as store, NewProposal, PROPOSALS, VOTES};
-use crate::store::to_bson_time;
-
-/// The database errors of the vote path's own queries (the rest of the API
-/// reaches the database through [`crate::store`]).
-impl From<palm_mongo::mongodb::error::Error> for Problem {
-    fn from(error: palm_mongo::mongodb::error::Error) -> Self {
-        crate::store::Error::from(error).into()
-    }
-}
+use crate::settings::SERVICE;
+use crate::store::ballots as ballots_store;
+use crate::store::palm_ids as palm_ids_store;
+use crate::store::proposals::{self as store, NewProposal};
+use crate::store::votes::{self as votes_store, Intake, Vote};
 
 /// The digest of what a voter signed: SHA-256 over the signed fields of the
 /// EIP-712 `Vote` (proposal, choice as canonical text, timestamp, voter
@@ -217,12 +207,6 @@ impl ProposalView {
     }
 }
 
-/// A stored proposal as shown at `now` (for the vote path, which reads the
-/// document itself).
-fn view(document: &Document, now: DateTime<Utc>) -> ProposalView {
-    ProposalView::new(store::proposal(document), now)
-}
-
 /// Creates a proposal; only the community's admins may.
 #[utoipa::path(
     post, path = "/v1/communities/{slug}/proposals", operation_id = "createProposal", tag = "proposals", security(("session" = [])),
@@ -382,17 +366,6 @@ pub async fn list(
     Ok(Json(Paged::of(views, limit, |view| view.id.clone())))
 }
 
-/// The proposal document without its ballots (the vote path: `cast`,
-/// `results`).
-async fn load(database: &Database, id: &str) -> Result<Document, Problem> {
-    database
-        .collection::<Document>(PROPOSALS)
-        .find_one(doc! { "_id": id })
-        .projection(doc! { "ballots": 0 })
-        .await?
-        .ok_or_else(|| Problem::not_found("proposal"))
-}
-
 /// One proposal.
 #[utoipa::path(
     get, path = "/v1/proposals/{id}", operation_id = "getProposal", tag = "proposals",
@@ -488,14 +461,10 @@ pub async fn cast(
     limits::TIMESTAMP.check("timestamp", vote.timestamp)?;
     limits::ADDRESS.check("address", &vote.address)?;
     limits::SIGNATURE.check("signature", &vote.signature)?;
-    let database = state.database();
-    let proposal = load(database, &id).await?;
-    let rules_view = view(&proposal, Utc::now());
-    if !choice_fits(
-        &rules_view.voting_type,
-        &vote.choice,
-        rules_view.choices.len(),
-    ) {
+    let proposal = store::rules(state.store(), &id)
+        .await?
+        .ok_or_else(|| Problem::not_found("proposal"))?;
+    if !choice_fits(&proposal.voting_type, &vote.choice, proposal.choices.len()) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "choice_does_not_fit",
@@ -503,8 +472,8 @@ pub async fn cast(
         )
         .with_detail(format!(
             "choice does not fit a {} vote over {} choices",
-            rules_view.voting_type,
-            rules_view.choices.len()
+            proposal.voting_type,
+            proposal.choices.len()
         )));
     }
     // Any letter case: EIP-712 signs the address's 20 bytes, so the
@@ -514,16 +483,14 @@ pub async fn cast(
     eth::parse_signature(&vote.signature)
         .map_err(|_| Problem::validation("signature must be 65 bytes of 0x hex"))?;
 
-    // The facts the validator decides on, as of now.
-    // The voter and their membership, read concurrently.
-    let (voter, is_member) = tokio::try_join!(
-        super::palm_ids::load(&state, session.0),
-        communities::is_member(&state, &rules_view.community_id, session.0),
-    )?;
-    let voter = voter.ok_or_else(|| Problem::not_found("PalmID"))?;
+    // The facts the validator decides on, as of now: the voter and their
+    // membership, in one round trip.
+    let (voter, is_member) =
+        palm_ids_store::load_as_member(state.store(), session.0, &proposal.community_id)
+            .await?
+            .ok_or_else(|| Problem::not_found("PalmID"))?;
 
     let vote_id = Uuid::now_v7();
-    let submitted_at = Utc::now();
     let proposal_id = Uuid::parse_str(&id).map_err(|_| Problem::not_found("proposal"))?;
     let event = Envelope::new(
         SERVICE,
@@ -536,26 +503,22 @@ pub async fn cast(
             address: address.to_lower_hex(),
             signature: vote.signature.clone(),
             app: state.inner.siwe.domain.clone(),
-            submitted_at,
+            submitted_at: Utc::now(),
             voter: VoterFacts {
                 wallets: voter.wallets(),
                 level: voter.level(),
                 is_member,
             },
             proposal: ProposalRules {
-                voting_type: rules_view.voting_type.clone(),
-                choice_count: u32::try_from(rules_view.choices.len()).unwrap_or(u32::MAX),
-                start: rules_view.start,
-                end: rules_view.end,
-                min_level: rules_view.min_level,
-                strategy: rules_view.strategy.clone(),
+                voting_type: proposal.voting_type.clone(),
+                choice_count: u32::try_from(proposal.choices.len()).unwrap_or(u32::MAX),
+                start: proposal.start,
+                end: proposal.end,
+                min_level: proposal.min_level,
+                strategy: proposal.strategy.clone(),
             },
         },
     );
-    // The voting type bounds every number in a choice; a value BSON still
-    // cannot hold is the client's error, never a 5xx.
-    let choice = bson::to_bson(&vote.choice)
-        .map_err(|_| Problem::validation("the choice holds a number out of range"))?;
     let digest = signed_digest(
         &id,
         &vote.choice,
@@ -563,28 +526,16 @@ pub async fn cast(
         &address.to_lower_hex(),
         &state.inner.siwe.domain,
     );
-    let mut document = doc! {
-        "_id": vote_id.to_string(),
-        "digest": &digest,
-        "proposal_id": &id,
-        "palm_id": session.0.to_string(),
-        "choice": choice,
-        "timestamp": vote.timestamp,
-        "address": address.to_lower_hex(),
-        "status": "pending",
-        "submitted_at": to_bson_time(submitted_at),
-    };
-    outbox::attach(
-        &mut document,
-        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(session.0)])],
-    );
-    let votes = database.collection::<Document>(VOTES);
-    match votes.insert_one(document).await {
-        Ok(_) => {}
-        Err(error) if palm_mongo::is_duplicate_key(&error) => {
-            return already_taken(&votes, &digest, session.0).await;
+    match votes_store::insert(state.store(), &digest, &event).await? {
+        Intake::Taken => {}
+        // The voting type bounds every number in a choice; a value BSON
+        // still cannot hold is the client's error, never a 5xx.
+        Intake::ChoiceOutOfRange => {
+            return Err(Problem::validation(
+                "the choice holds a number out of range",
+            ));
         }
-        Err(error) => return Err(error.into()),
+        Intake::Duplicate(first) => return already_taken(first, session.0),
     }
     let headers = location(&format!("/v1/votes/{vote_id}"));
     let view = VoteView {
@@ -600,23 +551,18 @@ pub async fn cast(
 /// The answer to a signed vote sent again: the first vote as it is now
 /// (`200`), or `409` when another PalmID sent it first (a copied signature
 /// tells its sender nothing about someone else's vote).
-async fn already_taken(
-    votes: &palm_mongo::mongodb::Collection<Document>,
-    digest: &str,
+fn already_taken(
+    first: Vote,
     palm_id: Uuid,
 ) -> Result<(StatusCode, HeaderMap, Json<VoteView>), Problem> {
-    let first = votes
-        .find_one(doc! { "digest": digest })
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("a duplicate vote digest that cannot be found"))?;
-    if first.get_str("palm_id").unwrap_or_default() != palm_id.to_string() {
+    if first.palm_id != palm_id.to_string() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "vote_already_submitted",
             "This signed vote was already submitted",
         ));
     }
-    let view = vote_view(&first);
+    let view = VoteView::from(first);
     let headers = location(&format!("/v1/votes/{}", view.id));
     Ok((StatusCode::OK, headers, Json(view)))
 }
@@ -633,28 +579,21 @@ pub async fn vote(
     session: Session,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<VoteView>, Problem> {
-    let found = state
-        .database()
-        .collection::<Document>(VOTES)
-        .find_one(doc! { "_id": &id, "palm_id": session.0.to_string() })
+    let found = votes_store::find_owned(state.store(), &id, session.0)
         .await?
         .ok_or_else(|| Problem::not_found("vote"))?;
-    Ok(Json(vote_view(&found)))
+    Ok(Json(VoteView::from(found)))
 }
 
-/// A stored vote as its voter sees it.
-fn vote_view(found: &Document) -> VoteView {
-    let choice = found
-        .get("choice")
-        .cloned()
-        .map(Bson::into_relaxed_extjson)
-        .unwrap_or(Value::Null);
-    VoteView {
-        id: found.get_str("_id").unwrap_or_default().to_owned(),
-        proposal_id: found.get_str("proposal_id").unwrap_or_default().to_owned(),
-        choice,
-        status: found.get_str("status").unwrap_or_default().to_owned(),
-        reason: found.get_str("reason").ok().map(str::to_owned),
+impl From<Vote> for VoteView {
+    fn from(vote: Vote) -> Self {
+        Self {
+            id: vote.id,
+            proposal_id: vote.proposal_id,
+            choice: vote.choice,
+            status: vote.status,
+            reason: vote.reason,
+        }
     }
 }
 
@@ -702,9 +641,15 @@ pub async fn results(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ResultsView>, Problem> {
-    let proposal = load(state.database(), &id).await?;
-    let proposal_view = view(&proposal, Utc::now());
-    let tally = crate::tally::Tally::of(&proposal, proposal_view.choices.len());
+    let proposal = store::load(state.store(), &id)
+        .await?
+        .ok_or_else(|| Problem::not_found("proposal"))?;
+    let choices = proposal.choices.len();
+    let tally = match &proposal.final_tally {
+        Some(frozen) => std::sync::Arc::new(frozen.clone()),
+        None => ballots_store::running(state.store(), &id, choices).await?,
+    };
+    let proposal_view = ProposalView::new(proposal, Utc::now());
     Ok(Json(ResultsView {
         proposal_id: id,
         is_final: proposal_view.status == "closed",
@@ -723,6 +668,6 @@ pub async fn results(
         voters: tally.voters,
         total_power: tally.total_power,
         quorum: proposal_view.quorum,
-        quorum_met: tally.total_power >= proposal_view.quorum,
+        quorum_met: tally.meets(proposal_view.quorum),
     }))
 }

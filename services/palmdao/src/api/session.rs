@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use super::AppState;
 use super::problem::Problem;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -82,22 +81,23 @@ impl SessionKeys {
 #[derive(Debug, Clone, Copy)]
 pub struct Session(pub Uuid);
 
-impl FromRequestParts<AppState> for Session {
+/// For any router state that hands out its [`SessionKeys`] (axum's
+/// `FromRef`), so this module needs nothing of the state it runs in.
+impl<S> FromRequestParts<S> for Session
+where
+    S: Send + Sync,
+    SessionKeys: FromRef<S>,
+{
     type Rejection = Problem;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)
             .ok_or_else(Problem::unauthenticated)?;
-        state
-            .inner
-            .sessions
+        SessionKeys::from_ref(state)
             .verify(token, Utc::now())
             .map(Session)
             .ok_or_else(Problem::unauthenticated)

@@ -16,7 +16,7 @@ use super::limits;
 use super::openapi::{Always, BadBody, NeedsSession, NotFound};
 use super::problem::Problem;
 use super::session::Session;
-use super::{AppState, location};
+use super::state::{AppState, location};
 use crate::store::verifications::{self, Proof, Verification};
 
 /// `POST /v1/me/verifications` body, by kind. Its schema is written out

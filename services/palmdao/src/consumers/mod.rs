@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`results`]: the `palmdao.results` queue — verification results
-//!   (applied through [`crate::store`]) and vote results (applied by
-//!   [`crate::tally`]), each exactly once.
+//!   and vote results (a vote decided once, its ballot placed by
+//!   `store::ballots`), each exactly once.
 
 pub mod results;

@@ -1,6 +1,10 @@
 //! Applies the results the validators send back, exactly once each.
 //!
-//! `vote.validated` / `vote.rejected`: see [`crate::tally`].
+//! `vote.validated` / `vote.rejected`: a vote moves `pending` → `valid` or
+//! `rejected` once (a conditional update on its status); a valid vote then
+//! becomes its PalmID's ballot on the proposal (`store::ballots`, ADR 0029),
+//! a step that is itself idempotent, so a redelivery after a crash between
+//! the two finishes the work. Two commands per valid vote.
 //!
 //! `verification.completed`: a verification moves `pending` → `verified` or
 //! `rejected` once. A verified identity must first be claimed in
@@ -15,8 +19,9 @@ use palm_core::events::{VerificationCompleted, VerificationOutcome, VoteRejected
 use palm_core::{Envelope, RawEnvelope};
 
 use crate::domain::palm_ids::normalize_subject;
+use crate::domain::tally::Ballot;
 use crate::store::palm_ids::{self, VerifierAdded};
-use crate::store::{Store, identities, verifications};
+use crate::store::{Store, ballots, identities, verifications, votes};
 
 /// The consumer of the `palmdao.results` queue.
 #[derive(Debug, Clone)]
@@ -44,18 +49,80 @@ impl Results {
                 let event = raw
                     .into_typed::<VoteValidated>()
                     .map_err(HandlerError::permanent)?;
-                crate::tally::apply_validated(self.store.database(), &event).await
+                self.apply_validated(&event).await
             }
             "vote.rejected" => {
                 let event = raw
                     .into_typed::<VoteRejected>()
                     .map_err(HandlerError::permanent)?;
-                crate::tally::apply_rejected(self.store.database(), &event).await
+                self.apply_rejected(&event).await
             }
             other => Err(HandlerError::permanent(anyhow::anyhow!(
                 "palmdao does not handle `{other}`"
             ))),
         }
+    }
+
+    /// `vote.rejected`: the vote is rejected with its reason, once.
+    #[tracing::instrument(skip_all, fields(vote_id = %event.payload.vote_id))]
+    async fn apply_rejected(&self, event: &Envelope<VoteRejected>) -> Result<(), HandlerError> {
+        let result = &event.payload;
+        let vote_id = result.vote_id.to_string();
+        match votes::reject(&self.store, &vote_id, &result.reason)
+            .await
+            .map_err(HandlerError::transient)?
+        {
+            None => {
+                return Err(HandlerError::permanent(anyhow::anyhow!(
+                    "unknown vote {vote_id}"
+                )));
+            }
+            Some(false) => tracing::info!("vote result already applied"),
+            Some(true) => {}
+        }
+        palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => "rejected")
+            .increment(1);
+        Ok(())
+    }
+
+    /// `vote.validated`: the vote becomes valid once, then its ballot is put
+    /// in place unless a later vote of the same PalmID is counted already.
+    #[tracing::instrument(skip_all, fields(vote_id = %event.payload.vote_id))]
+    async fn apply_validated(&self, event: &Envelope<VoteValidated>) -> Result<(), HandlerError> {
+        let result = &event.payload;
+        let vote_id = result.vote_id.to_string();
+        let vote = votes::validate(
+            &self.store,
+            &vote_id,
+            result.voting_power,
+            &result.allocation,
+        )
+        .await
+        .map_err(HandlerError::transient)?
+        .ok_or_else(|| HandlerError::permanent(anyhow::anyhow!("unknown vote {vote_id}")))?;
+        if vote.status != "valid" {
+            // Rejected earlier by a conflicting result: the first decision holds.
+            tracing::warn!(status = %vote.status, "validated vote was already decided otherwise");
+            return Ok(());
+        }
+        let ballot = Ballot {
+            vote_id,
+            timestamp: vote.timestamp,
+            allocation: result.allocation.clone(),
+            power: result.voting_power,
+        };
+        let placed = ballots::place(
+            &self.store,
+            &result.proposal_id.to_string(),
+            &result.palm_id.to_string(),
+            &ballot,
+        )
+        .await
+        .map_err(HandlerError::transient)?;
+        tracing::info!(placed, "vote applied");
+        palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => "valid")
+            .increment(1);
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(verification_id = %event.payload.verification_id))]

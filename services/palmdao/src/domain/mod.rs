@@ -8,9 +8,12 @@
 //!   create and join one, admin rights.
 //! - [`proposals`]: a proposal's rules and lifecycle (its status at a
 //!   time), the choice-shape rule.
+//! - [`tally`]: ballots, supersession (the later signed vote wins) and the
+//!   tally.
 //! - [`audit`]: the subjects the audit log lists events by.
 
 pub mod audit;
 pub mod communities;
 pub mod palm_ids;
 pub mod proposals;
+pub mod tally;

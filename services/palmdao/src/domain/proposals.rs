@@ -9,7 +9,7 @@ use serde_json::Value;
 /// The statuses a proposal goes through.
 pub const STATUSES: [&str; 3] = ["pending", "active", "closed"];
 
-/// A proposal as stored (without its ballots).
+/// A proposal as stored (its ballots are apart: `store::ballots`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
     /// Id.
@@ -38,6 +38,8 @@ pub struct Proposal {
     pub status: Option<String>,
     /// Creator.
     pub created_by: String,
+    /// The final tally, once it closed.
+    pub final_tally: Option<crate::domain::tally::Tally>,
 }
 
 impl Proposal {

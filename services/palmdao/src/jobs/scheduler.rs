@@ -13,21 +13,12 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::TryStreamExt;
-use palm_core::Envelope;
-use palm_core::events::ProposalClosed;
-use palm_mongo::mongodb::bson::{Document, doc};
-use palm_mongo::outbox::{self, OutboxRecord};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::SERVICE;
-use crate::domain::audit::community_subject;
-use crate::store::Store;
-use crate::store::proposals::{self as proposals_store, PROPOSALS, VOTES};
-use crate::store::to_bson_time;
+use crate::domain::proposals::Proposal;
+use crate::store::proposals as proposals_store;
 use crate::store::wiring::{Lease, while_leader};
-use crate::tally::Tally;
+use crate::store::{Store, ballots, votes};
 
 /// Opens and closes proposals on time.
 #[derive(Debug, Clone)]
@@ -75,17 +66,8 @@ impl Scheduler {
             changed += usize::from(self.open(&id, &community_id).await?);
         }
 
-        let now = to_bson_time(now);
-        let proposals = self.store.database().collection::<Document>(PROPOSALS);
-        let ending: Vec<Document> = proposals
-            .find(doc! { "status": { "$in": ["pending", "active"] }, "end": { "$lte": now } })
-            .projection(doc! { "ballots": 0 })
-            .limit(500)
-            .await?
-            .try_collect()
-            .await?;
-        for proposal in &ending {
-            changed += usize::from(self.close(proposal).await?);
+        for proposal in proposals_store::ending(&self.store, now).await? {
+            changed += usize::from(self.close(&proposal).await?);
         }
         Ok(changed)
     }
@@ -98,74 +80,29 @@ impl Scheduler {
         Ok(opened)
     }
 
-    async fn close(&self, proposal: &Document) -> anyhow::Result<bool> {
-        let id = proposal.get_str("_id")?;
-        let community_id = proposal.get_str("community_id")?;
-        let end = crate::tally::time_of(proposal, "end").unwrap_or_default();
-        let undecided = self
-            .store
-            .database()
-            .collection::<Document>(VOTES)
-            .count_documents(doc! {
-                "proposal_id": id,
-                "status": "pending",
-                "submitted_at": { "$lt": to_bson_time(end) },
-            })
-            .await?;
-        if undecided > 0 && Utc::now() < end + self.close_grace {
+    /// Closes `proposal` once its undecided votes are decided (or the grace
+    /// ran out): freeze its ballots, count the frozen ones, store the final
+    /// tally with `proposal.closed`. Each step is idempotent, so a pass cut
+    /// off between them is finished by the next.
+    async fn close(&self, proposal: &Proposal) -> anyhow::Result<bool> {
+        let id = proposal.id.as_str();
+        let undecided = votes::undecided_before(&self.store, id, proposal.end).await?;
+        if undecided > 0 && Utc::now() < proposal.end + self.close_grace {
             tracing::debug!(proposal_id = id, undecided, "waiting for undecided votes");
             return Ok(false);
         }
-        let choices = proposal.get_array("choices").map_or(0, Vec::len);
-        let tally = Tally::of(proposal, choices);
-        let quorum = proposal.get_f64("quorum").unwrap_or(0.0);
-        let quorum_met = tally.total_power >= quorum;
-        let closed = Envelope::new(
-            SERVICE,
-            ProposalClosed {
-                proposal_id: Uuid::parse_str(id)?,
-                community_id: Uuid::parse_str(community_id)?,
-                tally: tally.per_choice.clone(),
-                voters: tally.voters,
-                quorum_met,
-            },
-        );
-        let mut update = doc! { "$set": {
-            "status": "closed",
-            "closed_at": to_bson_time(Utc::now()),
-            "quorum_met": quorum_met,
-            "undecided_at_close": i64::try_from(undecided).unwrap_or(i64::MAX),
-        } };
-        outbox::stage(
-            &mut update,
-            &[OutboxRecord::from_envelope(&closed).concerning([community_subject(community_id)])],
-        );
-        // Only the tally read above may be frozen: a ballot counted since
-        // bumped the version, and the next pass closes with it.
-        let result = self
-            .store
-            .database()
-            .collection::<Document>(PROPOSALS)
-            .update_one(
-                doc! {
-                    "_id": id,
-                    "status": { "$in": ["pending", "active"] },
-                    "$or": [
-                        { "tally_version": tally.version },
-                        { "tally_version": { "$exists": false } },
-                    ],
-                },
-                update,
-            )
-            .await?;
-        if result.modified_count == 1 {
+        ballots::freeze(&self.store, id).await?;
+        let tally = ballots::recount(&self.store, id, proposal.choices.len(), true).await?;
+        let closed =
+            proposals_store::close(&self.store, proposal, &tally, undecided, Utc::now()).await?;
+        if closed {
             tracing::info!(
                 proposal_id = id,
                 voters = tally.voters,
-                quorum_met,
+                quorum_met = tally.meets(proposal.quorum),
                 "proposal closed"
             );
         }
-        Ok(result.modified_count == 1)
+        Ok(closed)
     }
 }

@@ -7,7 +7,8 @@ use palm_mongo::AuditLog;
 use palm_mongo::audit::SUBJECTS_FIELD;
 use palm_mongo::mongodb::bson::{Document, doc};
 
-use super::{Result, Store, from_bson_time, pages};
+use super::database::{Result, Store, from_bson_time};
+use super::pages;
 
 /// Audit entries.
 pub const AUDIT_EVENTS: &str = "audit_events";

@@ -12,10 +12,10 @@ use palm_mongo::mongodb::{Database, IndexModel};
 use palm_mongo::outbox::{self, OutboxRecord};
 use uuid::Uuid;
 
-use super::{Result, Store, from_bson_time};
-use crate::SERVICE;
+use super::database::{Result, Store, from_bson_time};
 use crate::domain::audit::{community_subject, palm_subject};
 use crate::domain::communities::{Community, DEFAULT_VOTE_LEVEL};
+use crate::settings::SERVICE;
 
 /// Community documents.
 pub const COMMUNITIES: &str = "communities";
@@ -107,14 +107,17 @@ pub async fn insert(store: &Store, new: &NewCommunity<'_>) -> Result<Option<Comm
         community_subject(&id.to_string()),
         palm_subject(new.created_by),
     ]);
-    outbox::attach(&mut document, &[record]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     match store
         .database
         .collection::<Document>(COMMUNITIES)
         .insert_one(&document)
         .await
     {
-        Ok(_) => Ok(Some(community(&document))),
+        Ok(_) => {
+            store.staged(COMMUNITIES, id.to_string(), &[record]);
+            Ok(Some(community(&document)))
+        }
         Err(error) if palm_mongo::is_duplicate_key(&error) => Ok(None),
         Err(error) => Err(error.into()),
     }
@@ -164,5 +167,6 @@ pub(super) async fn stage(store: &Store, id: &str, records: &[OutboxRecord]) -> 
         .collection::<Document>(COMMUNITIES)
         .update_one(doc! { "_id": id }, update)
         .await?;
+    store.staged(COMMUNITIES, id, records);
     Ok(())
 }

@@ -10,9 +10,10 @@ use palm_mongo::mongodb::{Database, IndexModel};
 use palm_mongo::outbox::{self, OutboxRecord};
 use uuid::Uuid;
 
-use super::{Result, Store, from_bson_time, pages, to_bson_time};
-use crate::SERVICE;
+use super::database::{Result, Store, from_bson_time, to_bson_time};
+use super::pages;
 use crate::domain::audit::{community_subject, palm_subject};
+use crate::settings::SERVICE;
 
 /// Discussion documents.
 pub const DISCUSSIONS: &str = "discussions";
@@ -93,12 +94,15 @@ pub async fn insert(
     };
     let record = OutboxRecord::from_envelope(&created)
         .concerning([community_subject(community_id), palm_subject(author)]);
-    outbox::attach(&mut document, &[record]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     store
         .database
         .collection::<Document>(DISCUSSIONS)
         .insert_one(&document)
         .await?;
+    if let Some(id) = document.get("_id") {
+        store.staged(DISCUSSIONS, id.clone(), &[record]);
+    }
     Ok(discussion(&document))
 }
 

@@ -9,7 +9,7 @@ use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
 use palm_mongo::mongodb::options::IndexOptions;
 use palm_mongo::mongodb::{Database, IndexModel};
 
-use super::{Result, Store};
+use super::database::{Result, Store};
 
 /// Stored first answers, one per scoped key.
 pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";

@@ -6,7 +6,7 @@
 
 use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
 
-use super::{Result, Store};
+use super::database::{Result, Store};
 
 /// Claimed external identities, `_id = "<kind>:<subject>"`.
 pub const IDENTITIES: &str = "identities";

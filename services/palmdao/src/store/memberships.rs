@@ -12,10 +12,11 @@ use palm_mongo::mongodb::{Database, IndexModel};
 use palm_mongo::outbox::{self, OutboxRecord};
 use uuid::Uuid;
 
-use super::{Result, Store, communities, from_bson_time};
-use crate::SERVICE;
+use super::communities;
+use super::database::{Result, Store, from_bson_time};
 use crate::domain::audit::{community_subject, palm_subject};
 use crate::domain::communities::Membership;
+use crate::settings::SERVICE;
 
 /// Membership documents.
 pub const MEMBERSHIPS: &str = "memberships";
@@ -77,10 +78,13 @@ pub async fn add(
     ]);
     let id = document.get_str("_id").unwrap_or_default().to_owned();
     let stored = document.clone();
-    outbox::attach(&mut document, &[record]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     let memberships = store.database.collection::<Document>(MEMBERSHIPS);
     match memberships.insert_one(document).await {
-        Ok(_) => Ok((true, membership(&stored))),
+        Ok(_) => {
+            store.staged(MEMBERSHIPS, id.as_str(), &[record]);
+            Ok((true, membership(&stored)))
+        }
         Err(error) if palm_mongo::is_duplicate_key(&error) => {
             let existing = memberships
                 .find_one(doc! { "_id": &id })

@@ -8,13 +8,18 @@
 //! the consumers and the jobs hold.
 //!
 //! # Layout
+//! - [`database`]: [`Store`] itself (the database handle, the prompt path,
+//!   the caches), its error type and the BSON time helpers.
 //! - [`nonces`]: single-use sign-in nonces (`auth_nonces`).
 //! - [`identities`]: claimed external identities, the anti-sybil rule.
 //! - [`palm_ids`]: PalmIDs, their verifiers and handle.
 //! - [`communities`], [`memberships`], [`discussions`].
 //! - [`verifications`]: verification requests and their results.
-//! - [`proposals`]: proposals and vote documents (the vote path keeps its
-//!   own queries in `crate::tally` and `crate::api::proposals`).
+//! - [`proposals`]: proposals (their rules cached), their opening and
+//!   closing.
+//! - [`votes`]: signed votes taken, deduplicated by digest, decided once.
+//! - [`ballots`]: one counted vote per PalmID per proposal, and the tally
+//!   as a recount of them (ADR 0029).
 //! - [`audit`]: the audit log the outbox relay fills, listed by subject.
 //! - [`idempotency`]: kept answers of `Idempotency-Key` requests.
 //! - [`pages`]: the newest-first page query every list shares.
@@ -23,7 +28,9 @@
 //!   `crate::run` and the jobs need.
 
 pub mod audit;
+pub mod ballots;
 pub mod communities;
+pub mod database;
 pub mod discussions;
 pub mod idempotency;
 pub mod identities;
@@ -34,69 +41,13 @@ pub mod palm_ids;
 pub mod platform;
 pub mod proposals;
 pub mod verifications;
+pub mod votes;
 pub mod wiring;
 
-use palm_mongo::mongodb::Database;
-use palm_mongo::mongodb::bson::DateTime as BsonDateTime;
-
+pub use database::{Error, Result, Store};
 pub use palm_mongo::MongoSettings;
 
-/// A storage failure: the database's, or a stored document that breaks the
-/// shape the code relies on.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The database operation failed.
-    #[error(transparent)]
-    Database(#[from] palm_mongo::mongodb::error::Error),
-    /// A stored document is not what its writer wrote.
-    #[error(transparent)]
-    Inconsistent(#[from] anyhow::Error),
-}
-
-/// The result of a store operation.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// palmdao's database: every collection module takes one.
-#[derive(Debug, Clone)]
-pub struct Store {
-    database: Database,
-}
-
-impl Store {
-    /// A store over `database`.
-    pub fn new(database: Database) -> Self {
-        Self { database }
-    }
-
-    /// Connects with `settings` (the client connects lazily), naming the
-    /// connections after `service`.
-    pub async fn connect(settings: &MongoSettings, service: &str) -> anyhow::Result<Self> {
-        Ok(Self::new(palm_mongo::connect(settings, service).await?))
-    }
-
-    /// A store on a client that never connects: for tests that only build
-    /// the router.
-    pub async fn unconnected() -> anyhow::Result<Self> {
-        let client = palm_mongo::mongodb::Client::with_uri_str("mongodb://127.0.0.1:9/").await?;
-        Ok(Self::new(client.database("unused")))
-    }
-
-    /// The raw handle: for the vote path (`crate::tally`, vote intake and
-    /// the scheduler's close step) until its queries move here.
-    pub(crate) fn database(&self) -> &Database {
-        &self.database
-    }
-
-    /// The `mongo` readiness check.
-    pub fn readiness_check(
-        &self,
-    ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-    + Send
-    + Sync
-    + 'static {
-        palm_mongo::readiness_check(&self.database)
-    }
-}
+use palm_mongo::mongodb::Database;
 
 /// Declares the indexes of palmdao's own collections (idempotent); the
 /// platform metrics' are [`platform::ensure_indexes`].
@@ -106,6 +57,7 @@ pub async fn ensure_indexes(database: &Database) -> palm_mongo::mongodb::error::
     memberships::ensure_indexes(database).await?;
     discussions::ensure_indexes(database).await?;
     proposals::ensure_indexes(database).await?;
+    ballots::ensure_indexes(database).await?;
     audit::audit_log().ensure_indexes(database).await?;
     idempotency::ensure_indexes(database).await?;
     palm_ids::ensure_indexes(database).await
@@ -124,14 +76,4 @@ impl Store {
             .context("failed to create the platform metrics indexes")?;
         Ok(())
     }
-}
-
-/// A chrono time as a BSON date (millisecond precision, as MongoDB stores).
-pub(crate) fn to_bson_time(time: chrono::DateTime<chrono::Utc>) -> BsonDateTime {
-    BsonDateTime::from_millis(time.timestamp_millis())
-}
-
-/// A BSON date as chrono time.
-pub(crate) fn from_bson_time(time: &BsonDateTime) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or_default()
 }

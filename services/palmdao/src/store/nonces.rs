@@ -6,7 +6,7 @@ use palm_mongo::mongodb::bson::{Document, doc};
 use palm_mongo::mongodb::options::IndexOptions;
 use palm_mongo::mongodb::{Database, IndexModel};
 
-use super::{Result, Store, to_bson_time};
+use super::database::{Result, Store, to_bson_time};
 
 /// Issued nonces, deleted when used or expired.
 pub const NONCES: &str = "auth_nonces";

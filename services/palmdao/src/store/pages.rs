@@ -7,7 +7,7 @@ use futures_util::TryStreamExt;
 use palm_mongo::mongodb::Collection;
 use palm_mongo::mongodb::bson::{Document, doc};
 
-use super::Result;
+use super::database::Result;
 
 /// Up to `limit + 1` of `collection`'s documents matching `filter` with ids
 /// below `cursor`, newest first, with `projection` if given.

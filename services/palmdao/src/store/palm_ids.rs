@@ -4,6 +4,7 @@
 //! `palm_id.verifier_added`).
 
 use chrono::Utc;
+use futures_util::TryStreamExt;
 use palm_core::Envelope;
 use palm_core::events::{PalmIdCreated, PalmIdUpdated, PalmIdVerifierAdded, VerificationCompleted};
 use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
@@ -13,10 +14,11 @@ use palm_mongo::outbox::{self, OutboxRecord};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Result, Store, from_bson_time, identities, to_bson_time};
-use crate::SERVICE;
+use super::database::{Result, Store, from_bson_time, to_bson_time};
+use super::identities;
 use crate::domain::audit::palm_subject;
 use crate::domain::palm_ids::{PalmId, Verifier, initial_handle, level_of};
+use crate::settings::SERVICE;
 
 /// PalmID documents.
 pub const PALM_IDS: &str = "palm_ids";
@@ -84,6 +86,41 @@ pub async fn load(store: &Store, id: Uuid) -> Result<Option<PalmId>> {
     Ok(document.map(PalmId::from))
 }
 
+/// The PalmID `id`, if it exists, and whether it is a member of
+/// `community_id`, in one round trip: the membership's `_id` is
+/// `<community>:<palm id>`, so a `$lookup` on that key rides the `_id`
+/// index.
+#[tracing::instrument(skip_all, fields(%id, %community_id))]
+pub async fn load_as_member(
+    store: &Store,
+    id: Uuid,
+    community_id: &str,
+) -> Result<Option<(PalmId, bool)>> {
+    let found: Vec<Document> = store
+        .database
+        .collection::<Document>(PALM_IDS)
+        .aggregate([
+            doc! { "$match": { "_id": id.to_string() } },
+            doc! { "$addFields": { "membership_key": format!("{community_id}:{id}") } },
+            doc! { "$lookup": {
+                "from": super::memberships::MEMBERSHIPS,
+                "localField": "membership_key",
+                "foreignField": "_id",
+                "as": "membership",
+            } },
+        ])
+        .await?
+        .try_collect()
+        .await?;
+    let Some(found) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    let is_member = found.get_array("membership").is_ok_and(|m| !m.is_empty());
+    let palm_id: PalmIdDoc = palm_mongo::mongodb::bson::from_document(found)
+        .map_err(|error| anyhow::anyhow!("unreadable PalmID {id}: {error}"))?;
+    Ok(Some((PalmId::from(palm_id), is_member)))
+}
+
 fn parse_id(palm_id: Option<String>) -> Result<Uuid> {
     palm_id
         .and_then(|id| Uuid::parse_str(&id).ok())
@@ -133,10 +170,8 @@ pub async fn find_or_create_for(store: &Store, kind: &str, subject: &str) -> Res
         "created_at": BsonDateTime::now(),
         "verifiers": [{ "kind": kind, "subject": subject, "identity": &key, "display_name": null, "verified_at": BsonDateTime::now() }],
     };
-    outbox::attach(
-        &mut on_insert,
-        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)])],
-    );
+    let record = OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)]);
+    outbox::attach(&mut on_insert, std::slice::from_ref(&record));
     let upsert = store
         .database
         .collection::<Document>(PALM_IDS)
@@ -149,6 +184,9 @@ pub async fn find_or_create_for(store: &Store, kind: &str, subject: &str) -> Res
     // A concurrent upsert of the same document may lose with a duplicate key;
     // the document exists either way, and only an insert stages the event.
     match upsert {
+        Ok(outcome) if outcome.upserted_id.is_some() => {
+            store.staged(PALM_IDS, palm_id.to_string(), &[record]);
+        }
         Ok(_) => {}
         Err(error) if palm_mongo::is_duplicate_key(&error) => {}
         Err(error) => return Err(error.into()),
@@ -178,10 +216,8 @@ pub async fn set_handle(store: &Store, palm_id: Uuid, handle: &str) -> Result<Ha
         },
     );
     let mut change = doc! { "$set": { "handle": handle } };
-    outbox::stage(
-        &mut change,
-        &[OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)])],
-    );
+    let record = OutboxRecord::from_envelope(&event).concerning([palm_subject(palm_id)]);
+    outbox::stage(&mut change, std::slice::from_ref(&record));
     let result = store
         .database
         .collection::<Document>(PALM_IDS)
@@ -189,7 +225,10 @@ pub async fn set_handle(store: &Store, palm_id: Uuid, handle: &str) -> Result<Ha
         .await;
     match result {
         Ok(outcome) if outcome.matched_count == 0 => Ok(HandleChange::NotFound),
-        Ok(_) => Ok(HandleChange::Set),
+        Ok(_) => {
+            store.staged(PALM_IDS, palm_id.to_string(), &[record]);
+            Ok(HandleChange::Set)
+        }
         Err(error) if palm_mongo::is_duplicate_key(&error) => Ok(HandleChange::Taken),
         Err(error) => Err(error.into()),
     }
@@ -278,10 +317,8 @@ pub async fn add_verifier(
             "$push": { "verifiers": verifier.clone() },
             "$set": { "version": version + 1, "level": i64::from(level) },
         };
-        outbox::stage(
-            &mut update,
-            &[OutboxRecord::from_envelope(&added).concerning([palm_subject(result.palm_id)])],
-        );
+        let record = OutboxRecord::from_envelope(&added).concerning([palm_subject(result.palm_id)]);
+        outbox::stage(&mut update, std::slice::from_ref(&record));
         let filter = if version == 0 {
             doc! { "_id": result.palm_id.to_string(), "version": { "$exists": false } }
         } else {
@@ -289,6 +326,7 @@ pub async fn add_verifier(
         };
         let outcome = palm_ids.update_one(filter, update).await?;
         if outcome.matched_count == 1 {
+            store.staged(PALM_IDS, result.palm_id.to_string(), &[record]);
             return Ok(VerifierAdded::Added);
         }
     }

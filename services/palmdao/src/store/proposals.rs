@@ -1,23 +1,27 @@
-//! `proposals` and `votes`: proposal documents (their rules, status and
-//! stored tally) with the `proposal.created` event their insert stages, the
-//! indexes of both collections, the proposal queries of the API, and the
-//! scheduler's opening step (`proposal.opened`). The vote path (vote intake, `crate::tally`, the scheduler's close step)
-//! still runs its own queries on these collections.
+//! `proposals`: proposal documents (their rules, status and, once closed,
+//! final tally) with the `proposal.created` event their insert stages, the
+//! proposal queries of the API, the rules cache of vote intake, and the
+//! scheduler's steps (`proposal.opened`, `proposal.closed`). Also the
+//! indexes of `votes` (see `store::votes`).
+
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures_util::TryStreamExt;
 use palm_core::Envelope;
-use palm_core::events::{ProposalCreated, ProposalOpened};
+use palm_core::events::{ProposalClosed, ProposalCreated, ProposalOpened};
 use palm_mongo::mongodb::bson::{Document, doc};
 use palm_mongo::mongodb::options::IndexOptions;
 use palm_mongo::mongodb::{Database, IndexModel};
 use palm_mongo::outbox::{self, OutboxRecord};
 use uuid::Uuid;
 
-use super::{Result, Store, from_bson_time, pages, to_bson_time};
-use crate::SERVICE;
+use super::database::{Result, Store, from_bson_time, to_bson_time};
+use super::pages;
 use crate::domain::audit::{community_subject, palm_subject};
 use crate::domain::proposals::Proposal;
+use crate::domain::tally::Tally;
+use crate::settings::SERVICE;
 
 /// Proposal documents.
 pub const PROPOSALS: &str = "proposals";
@@ -108,7 +112,24 @@ pub(crate) fn proposal(document: &Document) -> Proposal {
         strategy: text("strategy"),
         status: document.get_str("status").ok().map(str::to_owned),
         created_by: text("created_by"),
+        final_tally: final_tally(document),
     }
+}
+
+/// The tally stored when the proposal closed (`tally`: power per choice from
+/// choice 1, `voters`, `total_power`), if it did.
+fn final_tally(document: &Document) -> Option<Tally> {
+    let stored = document.get_array("tally").ok()?;
+    let choices = document.get_array("choices").map_or(0, Vec::len);
+    let mut per_choice: Vec<f64> = stored.iter().map(|p| p.as_f64().unwrap_or(0.0)).collect();
+    per_choice.resize(choices, 0.0);
+    Some(Tally {
+        per_choice,
+        voters: palm_mongo::integer(document, "voters")
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0),
+        total_power: super::ballots::number(document, "total_power"),
+    })
 }
 
 /// What a new proposal is made of (its rules already checked).
@@ -187,12 +208,15 @@ pub async fn insert(
         community_subject(new.community_id),
         palm_subject(new.created_by),
     ]);
-    outbox::attach(&mut document, &[record]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     store
         .database
         .collection::<Document>(PROPOSALS)
         .insert_one(&document)
         .await?;
+    if let Some(id) = document.get("_id") {
+        store.staged(PROPOSALS, id.clone(), &[record]);
+    }
     Ok(proposal(&document))
 }
 
@@ -213,7 +237,7 @@ pub async fn newest_first(
     let documents = pages::newest_first(
         store.database.collection(PROPOSALS),
         filter,
-        Some(doc! { "ballots": 0 }),
+        None,
         limit,
         cursor,
     )
@@ -228,9 +252,91 @@ pub async fn load(store: &Store, id: &str) -> Result<Option<Proposal>> {
         .database
         .collection::<Document>(PROPOSALS)
         .find_one(doc! { "_id": id })
-        .projection(doc! { "ballots": 0 })
         .await?;
     Ok(found.as_ref().map(proposal))
+}
+
+/// The proposal `id`'s rules for vote intake, from the store's cache or read
+/// once. The rules (choices, voting type, window, level, strategy,
+/// community) never change after creation — no route edits a proposal — so
+/// an entry is never stale and needs no invalidation; the cache is bounded
+/// by entry count and idle time only to bound memory. Its `status` and
+/// `final_tally` may be stale: intake does not read them (the validator
+/// judges the window). A missing proposal is not cached.
+pub async fn rules(store: &Store, id: &str) -> Result<Option<Arc<Proposal>>> {
+    if let Some(rules) = store.proposal_rules.get(id) {
+        return Ok(Some(rules));
+    }
+    let Some(found) = load(store, id).await? else {
+        return Ok(None);
+    };
+    let rules = Arc::new(found);
+    store
+        .proposal_rules
+        .insert(id.to_owned(), Arc::clone(&rules));
+    Ok(Some(rules))
+}
+
+/// Up to 500 proposals not yet closed whose end is at or before `now`.
+#[tracing::instrument(skip_all)]
+pub async fn ending(store: &Store, now: chrono::DateTime<Utc>) -> Result<Vec<Proposal>> {
+    let found: Vec<Document> = store
+        .database
+        .collection::<Document>(PROPOSALS)
+        .find(doc! { "status": { "$in": ["pending", "active"] }, "end": { "$lte": to_bson_time(now) } })
+        .limit(500)
+        .await?
+        .try_collect()
+        .await?;
+    Ok(found.iter().map(proposal).collect())
+}
+
+/// Closes `proposal` with its final `tally`, staging `proposal.closed`, once
+/// (only a proposal not closed yet matches). Returns whether this call
+/// closed it.
+#[tracing::instrument(skip_all, fields(proposal_id = %proposal.id))]
+pub async fn close(
+    store: &Store,
+    proposal: &Proposal,
+    tally: &Tally,
+    undecided: u64,
+    now: chrono::DateTime<Utc>,
+) -> Result<bool> {
+    let quorum_met = tally.meets(proposal.quorum);
+    let closed = Envelope::new(
+        SERVICE,
+        ProposalClosed {
+            proposal_id: Uuid::parse_str(&proposal.id).map_err(anyhow::Error::from)?,
+            community_id: Uuid::parse_str(&proposal.community_id).map_err(anyhow::Error::from)?,
+            tally: tally.per_choice.clone(),
+            voters: tally.voters,
+            quorum_met,
+        },
+    );
+    let mut update = doc! { "$set": {
+        "status": "closed",
+        "closed_at": to_bson_time(now),
+        "quorum_met": quorum_met,
+        "undecided_at_close": i64::try_from(undecided).unwrap_or(i64::MAX),
+        "tally": tally.per_choice.clone(),
+        "voters": i64::try_from(tally.voters).unwrap_or(i64::MAX),
+        "total_power": tally.total_power,
+    } };
+    let record = OutboxRecord::from_envelope(&closed)
+        .concerning([community_subject(&proposal.community_id)]);
+    outbox::stage(&mut update, std::slice::from_ref(&record));
+    let result = store
+        .database
+        .collection::<Document>(PROPOSALS)
+        .update_one(
+            doc! { "_id": &proposal.id, "status": { "$in": ["pending", "active"] } },
+            update,
+        )
+        .await?;
+    if result.modified_count == 1 {
+        store.staged(PROPOSALS, proposal.id.as_str(), &[record]);
+    }
+    Ok(result.modified_count == 1)
 }
 
 /// The ids and community ids of up to 500 `pending` proposals whose start
@@ -273,14 +379,15 @@ pub async fn open(
         },
     );
     let mut update = doc! { "$set": { "status": "active", "opened_at": to_bson_time(now) } };
-    outbox::stage(
-        &mut update,
-        &[OutboxRecord::from_envelope(&opened).concerning([community_subject(community_id)])],
-    );
+    let record = OutboxRecord::from_envelope(&opened).concerning([community_subject(community_id)]);
+    outbox::stage(&mut update, std::slice::from_ref(&record));
     let result = store
         .database
         .collection::<Document>(PROPOSALS)
         .update_one(doc! { "_id": id, "status": "pending" }, update)
         .await?;
+    if result.modified_count == 1 {
+        store.staged(PROPOSALS, id, &[record]);
+    }
     Ok(result.modified_count == 1)
 }

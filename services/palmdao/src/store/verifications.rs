@@ -11,9 +11,9 @@ use palm_mongo::mongodb::bson::{DateTime as BsonDateTime, Document, doc};
 use palm_mongo::outbox::{self, OutboxRecord};
 use uuid::Uuid;
 
-use super::{Result, Store, from_bson_time, to_bson_time};
-use crate::SERVICE;
+use super::database::{Result, Store, from_bson_time, to_bson_time};
 use crate::domain::audit::palm_subject;
+use crate::settings::SERVICE;
 
 /// Verification documents.
 pub const VERIFICATIONS: &str = "verifications";
@@ -128,12 +128,13 @@ pub async fn request(
         "status": "pending",
         "requested_at": to_bson_time(now),
     };
-    outbox::attach(&mut document, &[record]);
+    outbox::attach(&mut document, std::slice::from_ref(&record));
     store
         .database
         .collection::<Document>(VERIFICATIONS)
         .insert_one(document)
         .await?;
+    store.staged(VERIFICATIONS, id.to_string(), &[record]);
     Ok(id)
 }
 

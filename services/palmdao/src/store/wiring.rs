@@ -11,7 +11,7 @@ use palm_mongo::outbox;
 pub use palm_mongo::lease::{Lease, while_leader};
 pub use palm_mongo::{Idempotency, OutboxRelay};
 
-use super::Store;
+use super::database::Store;
 
 impl Store {
     /// Declares the processed-message records' indexes (kept for
