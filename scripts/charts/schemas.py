@@ -169,6 +169,7 @@ def palmdao() -> dict:
         "config": obj({
             "telemetry": TELEMETRY, "shutdown": SHUTDOWN, "amqp": AMQP, "mongo": MONGO,
             "outbox": obj({"batch_size": integer(1, None, True), "poll_interval_ms": integer(1, None, True),
+                           "prompt_grace_ms": integer(100, None, True),
                            "lease_ttl_ms": integer(300, None, True),
                            "idempotency_retention_hours": integer(1, None, True)}),
             "http": obj({"body_limit_bytes": integer(1024, None, True), "request_timeout_ms": integer(1, None, True),
@@ -176,7 +177,8 @@ def palmdao() -> dict:
             "auth": obj({**SIWE, "nonce_ttl_secs": integer(1, None, True), "session_ttl_secs": integer(1, None, True)}),
             "communities": obj({"create_min_level": integer(1, 10, True)}),
             "proposals": obj({"scheduler_interval_ms": integer(1, None, True),
-                              "close_grace_ms": integer(0, None, True), "lease_ttl_ms": integer(300, None, True)}),
+                              "close_grace_ms": integer(0, None, True), "lease_ttl_ms": integer(300, None, True),
+                              "tally_max_age_ms": integer(0, None, True)}),
         }),
     })
     return props
