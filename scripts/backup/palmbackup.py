@@ -28,7 +28,7 @@ defaults to $MONGO_URI, which keeps the password off the command line):
       manifest's; every closed proposal's stored tally (per choice, voters,
       total power) equals a recount of its frozen ballots (the `ballots`
       collection), and each frozen ballot agrees with the vote it counts
-      under palmdao's rule (services/palmdao/src/tally.rs, ADR 0029).
+      under palmdao's rule (services/palmdao/src/store/ballots.rs, ADR 0029).
       Exit 0 when intact; 1 with one line per problem, each naming the
       collection, the proposal and the ballot.
 
@@ -233,7 +233,7 @@ def check_proposal(proposal: dict, ballots: list[dict], votes: dict[str, dict],
     `ballots`: the proposal's documents of `ballots`; `votes`: every vote of
     the proposal by `_id`, plus any other vote a ballot names.
 
-    palmdao's rule (ADR 0029; tally.rs, scheduler.rs): each PalmID has one
+    palmdao's rule (ADR 0029; store/ballots.rs, jobs/scheduler.rs): each PalmID has one
     ballot, its valid vote with the greatest (signed timestamp, vote id);
     closing freezes the ballots (`closed: true`) and stores the recount of
     the frozen ones: `tally` the per-choice sum of their allocations (choice
