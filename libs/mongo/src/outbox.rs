@@ -418,34 +418,7 @@ impl OutboxRelay {
                 outgoing.push((index, record));
             }
         }
-        // The audit copy goes first: an event is never out without it.
-        if let Some(audit) = &self.audit {
-            let records: Vec<OutboxRecord> = outgoing.iter().map(|(_, r)| r.clone()).collect();
-            audit.append(&self.database, &records).await?;
-        }
-        let mut publishes = FuturesUnordered::new();
-        for (index, record) in outgoing {
-            let message = self.message(&record);
-            let publisher = self.publisher.clone();
-            let created_at = record.created_at;
-            publishes.push(async move {
-                let result = publisher.publish(&message).await;
-                (
-                    index,
-                    message.message_id,
-                    message.routing_key,
-                    created_at,
-                    result,
-                )
-            });
-        }
-        let mut settled: Vec<Vec<String>> = vec![Vec::new(); documents.len()];
-        let mut unrouted = vec![false; documents.len()];
-        let mut outcomes = Vec::new();
-        while let Some(outcome) = publishes.next().await {
-            outcomes.push(outcome);
-        }
-        self.settle_outcomes(outcomes, &mut settled, &mut unrouted);
+        let (settled, unrouted) = self.publish_all(outgoing, documents.len()).await?;
 
         let mut published = 0;
         let mut marks = Vec::new();
@@ -494,6 +467,46 @@ impl OutboxRelay {
         }
         mark_published(&self.database, name, marks).await?;
         Ok((published, oldest))
+    }
+
+    /// Copies `outgoing` (records by the index of their document among
+    /// `documents`) to the audit log in one insert — an event is never out
+    /// without its copy — then publishes them all at once (the publisher
+    /// pipelines them under its window). Returns, per document, the ids
+    /// settled and whether one of its events waits for a route.
+    async fn publish_all(
+        &self,
+        outgoing: Vec<(usize, OutboxRecord)>,
+        documents: usize,
+    ) -> Result<(Vec<Vec<String>>, Vec<bool>), OutboxError> {
+        if let Some(audit) = &self.audit {
+            let records: Vec<OutboxRecord> = outgoing.iter().map(|(_, r)| r.clone()).collect();
+            audit.append(&self.database, &records).await?;
+        }
+        let mut publishes = FuturesUnordered::new();
+        for (index, record) in outgoing {
+            let message = self.message(&record);
+            let publisher = self.publisher.clone();
+            let created_at = record.created_at;
+            publishes.push(async move {
+                let result = publisher.publish(&message).await;
+                (
+                    index,
+                    message.message_id,
+                    message.routing_key,
+                    created_at,
+                    result,
+                )
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(outcome) = publishes.next().await {
+            outcomes.push(outcome);
+        }
+        let mut settled: Vec<Vec<String>> = vec![Vec::new(); documents];
+        let mut unrouted = vec![false; documents];
+        self.settle_outcomes(outcomes, &mut settled, &mut unrouted);
+        Ok((settled, unrouted))
     }
 
     /// Sorts each publish's outcome: settled (published, or unrouted and
@@ -659,38 +672,12 @@ impl OutboxRelay {
         if batch.is_empty() {
             return Ok(0);
         }
-        if let Some(audit) = &self.audit {
-            let records: Vec<OutboxRecord> = batch
-                .iter()
-                .flat_map(|s| s.records.iter().cloned())
-                .collect();
-            audit.append(&self.database, &records).await?;
-        }
-        let mut publishes = FuturesUnordered::new();
-        for (index, staged) in batch.iter().enumerate() {
-            for record in &staged.records {
-                let message = self.message(record);
-                let publisher = self.publisher.clone();
-                let created_at = record.created_at;
-                publishes.push(async move {
-                    let result = publisher.publish(&message).await;
-                    (
-                        index,
-                        message.message_id,
-                        message.routing_key,
-                        created_at,
-                        result,
-                    )
-                });
-            }
-        }
-        let mut outcomes = Vec::new();
-        while let Some(outcome) = publishes.next().await {
-            outcomes.push(outcome);
-        }
-        let mut settled: Vec<Vec<String>> = vec![Vec::new(); batch.len()];
-        let mut unrouted = vec![false; batch.len()];
-        self.settle_outcomes(outcomes, &mut settled, &mut unrouted);
+        let outgoing = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(index, staged)| staged.records.iter().map(move |r| (index, r.clone())))
+            .collect();
+        let (settled, _waiting) = self.publish_all(outgoing, batch.len()).await?;
         let mut by_collection: HashMap<&str, Vec<Mark>> = HashMap::new();
         let mut published = 0;
         for (staged, ids) in batch.iter().zip(settled) {
