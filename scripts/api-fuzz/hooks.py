@@ -21,8 +21,9 @@ RULES_BEYOND_THE_SCHEMA = {
     "requestVerification": {"siwe_malformed"},
     # `end` after `start` and after now; a discussion of this community.
     "createProposal": {"invalid_window", "discussion_not_in_community"},
-    # Whether a choice fits depends on the proposal it votes on.
-    "castVote": {"choice_does_not_fit"},
+    # Whether a choice fits depends on the proposal it votes on; a random r
+    # and s are often out of range or a high s (EIP-2).
+    "castVote": {"choice_does_not_fit", "signature_not_canonical"},
 }
 
 

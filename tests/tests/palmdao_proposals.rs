@@ -127,6 +127,18 @@ async fn admins_create_proposals_and_votes_are_taken_with_every_fact_the_validat
         .send(Method::POST, &votes, Some(voter_token), &ballot(json!(7)))
         .await;
     assert_eq!((status, code(&problem)), (422, "choice_does_not_fit"));
+    // Within the schema (65 bytes, v of 27) but s in the curve order's
+    // upper half: not a signature any wallet makes (EIP-2).
+    let high_s = format!("0x{}{}1b", "11".repeat(32), "ff".repeat(32));
+    let (status, problem) = palmdao
+        .send(
+            Method::POST,
+            &votes,
+            Some(voter_token),
+            &json!({ "choice": 1, "timestamp": Utc::now().timestamp(), "address": voter_key.address().to_checksummed(), "signature": high_s }),
+        )
+        .await;
+    assert_eq!((status, code(&problem)), (422, "signature_not_canonical"));
     let (status, problem) = palmdao
         .send(Method::POST, &votes, None, &ballot(json!(1)))
         .await;

@@ -441,7 +441,7 @@ pub struct VoteView {
         (status = 200, description = "This signed vote was already taken: the first vote, as it is now", body = VoteView,
             headers(("Location" = String, description = "The vote's URL"))),
         NeedsSession, BadBody, NotFound, Conflict,
-        (status = 422, description = "`invalid_body`, `validation_failed`: a value breaks the schema; `choice_does_not_fit`: the choice is not one of this proposal's voting type over its choices", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_body`, `validation_failed`: a value breaks the schema; `choice_does_not_fit`: the choice is not one of this proposal's voting type over its choices; `signature_not_canonical`: r or s is out of range, or s is in the curve order's upper half (EIP-2)", body = Problem, content_type = "application/problem+json"),
         Always
     )
 )]
@@ -480,8 +480,17 @@ pub async fn cast(
     // signature binds it whatever its EIP-55 checksum says.
     let address = eth::parse_address(&vote.address.to_ascii_lowercase())
         .map_err(|_| Problem::validation("address must be an Ethereum address"))?;
-    eth::parse_signature(&vote.signature)
-        .map_err(|_| Problem::validation("signature must be 65 bytes of 0x hex"))?;
+    // The schema admits any 65 bytes with a valid v; whether r and s make a
+    // secp256k1 signature, with s in the curve's lower half (EIP-2), is a
+    // rule beyond it.
+    eth::parse_signature(&vote.signature).map_err(|_| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "signature_not_canonical",
+            "The signature is not a canonical secp256k1 signature",
+        )
+        .with_detail("r and s must be in range and s in the lower half of the curve order (EIP-2)")
+    })?;
 
     // The facts the validator decides on, as of now: the voter and their
     // membership, in one round trip.
