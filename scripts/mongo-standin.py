@@ -45,6 +45,15 @@ trip over; the workarounds live here, in test tooling, never in service code.
    with a plain string, number or boolean becomes the equivalent
    `{field: {$in: [value]}}`, which the stand-in evaluates as MongoDB does
    for plain and array fields alike.
+9. A pipeline the stand-in runs in Python (any with `$lookup`) starts from
+   every document of the collection, and `$lookup` with `localField` /
+   `foreignField` reads the whole foreign collection for every aggregate
+   (40 ms per call with 2,000 documents), where MongoDB uses indexes. The
+   Python pipeline now starts from the documents a leading `$match` selects
+   (it is still applied again), and when a lookup's local values are plain
+   strings or numbers of a top-level field, the foreign documents are read
+   with `{<foreignField>: {$in: [<local values>]}}`: the same matches, on
+   the stand-in's indexes.
 """
 
 import datetime
@@ -53,6 +62,8 @@ import textwrap
 
 from neosqlite.collection import index_manager, sql_translator_unified
 from neosqlite.collection.query_helper import aggregation, update_operations
+from neosqlite.collection import query_engine as neo_query_engine
+from neosqlite.collection.query_engine import python_aggregation_engine
 from neosqlite.collection.query_helper import _sql_updates
 from nx_27017 import handler as nx_handler
 from nx_27017.nx_27017 import main
@@ -63,6 +74,44 @@ def _updates_in_python():
     if not hasattr(cls, "_can_use_sql_updates"):
         raise SystemExit("mongo-standin: neosqlite changed; review the update patch")
     cls._can_use_sql_updates = lambda self, update_spec, doc_id, original_doc=None: False
+
+
+def _lookup_filter(docs_with_context, local_field, foreign_field):
+    if "." in local_field:
+        return {}
+    values = []
+    for item in docs_with_context:
+        value = item.get("__doc__", {}).get(local_field)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return {}
+        values.append(value)
+    return {foreign_field: {"$in": values}}
+
+
+def _leading_match(pipeline):
+    first = pipeline[0] if pipeline else {}
+    match = first.get("$match") if isinstance(first, dict) else None
+    if not isinstance(match, dict) or any(k in ("$expr", "$text", "$where") for k in match):
+        return {}
+    return match
+
+
+def _lookup_reads_only_matches():
+    module = python_aggregation_engine
+    source = textwrap.dedent(inspect.getsource(module.execute_python_aggregation))
+    old = "for match_doc in from_collection.find(session=session):"
+    new = ("for match_doc in from_collection.find("
+           "_lookup_filter(docs_with_context, local_field, foreign_field), session=session):")
+    start_old = "docs: list[dict[str, Any]] = list(query_engine.find(session=session))"
+    start_new = "docs = list(query_engine.find(_leading_match(pipeline), session=session))"
+    if source.count(old) != 1 or source.count(start_old) != 1:
+        raise SystemExit("mongo-standin: neosqlite changed; review the $lookup patch")
+    source = source.replace(start_old, start_new)
+    namespace = {}
+    scope = dict(vars(module), _lookup_filter=_lookup_filter, _leading_match=_leading_match)
+    exec(compile(source.replace(old, new), module.__file__, "exec"), scope, namespace)
+    module.execute_python_aggregation = namespace["execute_python_aggregation"]
+    neo_query_engine.execute_python_aggregation = namespace["execute_python_aggregation"]
 
 
 def _compare_dates_with_millisecond_precision():
@@ -314,6 +363,7 @@ def _database_clock():
 
 
 _updates_in_python()
+_lookup_reads_only_matches()
 _database_clock()
 _increment_nested_fields()
 _project_nested_fields()
