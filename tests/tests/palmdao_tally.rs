@@ -149,6 +149,43 @@ async fn recount(palmdao: &Palmdao, proposal: Uuid) -> Vec<f64> {
     sum
 }
 
+/// A community of a fresh admin, and in it a proposal over choices a, b, c
+/// with the extra fields of `rules` (window, quorum…); its slug and id.
+async fn community_with_proposal(palmdao: &Palmdao, rules: Value) -> (String, Uuid) {
+    let admin = palmdao
+        .sign_in(&key(&format!("admin-{}", Uuid::new_v4())))
+        .await;
+    let admin_token = admin["token"].as_str().unwrap();
+    let slug = format!("t-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let (status, _) = palmdao
+        .send(
+            Method::POST,
+            "/v1/communities",
+            Some(admin_token),
+            &json!({ "slug": slug, "name": "T" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let mut body =
+        json!({ "title": "Tally", "choices": ["a", "b", "c"], "voting_type": "single-choice" });
+    body.as_object_mut()
+        .unwrap()
+        .extend(rules.as_object().unwrap().clone());
+    let (status, created) = palmdao
+        .send(
+            Method::POST,
+            &format!("/v1/communities/{slug}/proposals"),
+            Some(admin_token),
+            &body,
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    (
+        slug,
+        Uuid::parse_str(created["id"].as_str().unwrap()).unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_closes_on_time() {
     let palmdao = Palmdao::start_with(&[
@@ -167,34 +204,12 @@ async fn results_apply_once_later_votes_replace_earlier_ones_and_the_proposal_cl
         async move { publisher.publish(&message).await.unwrap() }
     };
 
-    let admin = palmdao
-        .sign_in(&key(&format!("admin-{}", Uuid::new_v4())))
-        .await;
-    let admin_token = admin["token"].as_str().unwrap();
-    let slug = format!("t-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let (status, _) = palmdao
-        .send(
-            Method::POST,
-            "/v1/communities",
-            Some(admin_token),
-            &json!({ "slug": slug, "name": "T" }),
-        )
-        .await;
-    assert_eq!(status, 201);
     let end = Utc::now() + Span::seconds(8);
-    let (status, created) = palmdao
-        .send(
-            Method::POST,
-            &format!("/v1/communities/{slug}/proposals"),
-            Some(admin_token),
-            &json!({
-                "title": "Tally", "choices": ["a", "b", "c"], "voting_type": "single-choice",
-                "start": Utc::now(), "end": end, "quorum": 3.0,
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let proposal = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    let (slug, proposal) = community_with_proposal(
+        &palmdao,
+        json!({ "start": Utc::now(), "end": end, "quorum": 3.0 }),
+    )
+    .await;
     let proposal_path = format!("/v1/proposals/{proposal}");
     eventually("the proposal opened", Duration::from_secs(10), || async {
         let (_, body) = palmdao.get(&proposal_path, None).await;
@@ -354,33 +369,11 @@ async fn the_tally_equals_a_recount_after_2000_concurrent_vote_changes_through_t
     )
     .await;
 
-    let admin = first
-        .sign_in(&key(&format!("admin-{}", Uuid::new_v4())))
-        .await;
-    let admin_token = admin["token"].as_str().unwrap();
-    let slug = format!("t-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let (status, _) = first
-        .send(
-            Method::POST,
-            "/v1/communities",
-            Some(admin_token),
-            &json!({ "slug": slug, "name": "T" }),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let (status, created) = first
-        .send(
-            Method::POST,
-            &format!("/v1/communities/{slug}/proposals"),
-            Some(admin_token),
-            &json!({
-                "title": "Replicas", "choices": ["a", "b", "c"], "voting_type": "single-choice",
-                "start": Utc::now(), "end": Utc::now() + Span::hours(1),
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let proposal = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    let (slug, proposal) = community_with_proposal(
+        &first,
+        json!({ "start": Utc::now(), "end": Utc::now() + Span::hours(1) }),
+    )
+    .await;
 
     let voters: Vec<Voter> =
         futures_util::future::join_all((0..VOTERS).map(|i| voter(replicas[i % 2], &slug))).await;
