@@ -65,7 +65,6 @@ pub async fn newest_first(
     let documents = pages::newest_first(
         store.database.collection(AUDIT_EVENTS),
         filter,
-        None,
         limit,
         cursor,
     )

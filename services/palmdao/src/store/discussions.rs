@@ -118,7 +118,6 @@ pub async fn newest_first(
     let documents = pages::newest_first(
         store.database.collection(DISCUSSIONS),
         doc! { "community_id": community_id },
-        None,
         limit,
         cursor,
     )

@@ -10,11 +10,10 @@ use palm_mongo::mongodb::bson::{Document, doc};
 use super::database::Result;
 
 /// Up to `limit + 1` of `collection`'s documents matching `filter` with ids
-/// below `cursor`, newest first, with `projection` if given.
+/// below `cursor`, newest first.
 pub(super) async fn newest_first(
     collection: Collection<Document>,
     mut filter: Document,
-    projection: Option<Document>,
     limit: i64,
     cursor: Option<&str>,
 ) -> Result<Vec<Document>> {
@@ -23,7 +22,6 @@ pub(super) async fn newest_first(
     }
     let documents: Vec<Document> = collection
         .find(filter)
-        .projection(projection.unwrap_or_default())
         .sort(doc! { "_id": -1 })
         .limit(limit + 1)
         .await?

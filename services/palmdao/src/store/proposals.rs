@@ -234,14 +234,8 @@ pub async fn newest_first(
     if let Some(status) = status {
         filter.insert("status", status);
     }
-    let documents = pages::newest_first(
-        store.database.collection(PROPOSALS),
-        filter,
-        None,
-        limit,
-        cursor,
-    )
-    .await?;
+    let documents =
+        pages::newest_first(store.database.collection(PROPOSALS), filter, limit, cursor).await?;
     Ok(documents.iter().map(proposal).collect())
 }
 
