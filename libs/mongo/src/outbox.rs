@@ -43,6 +43,8 @@ use crate::lease::{self, Lease};
 
 /// Array of pending records inside a domain document.
 pub const OUTBOX_FIELD: &str = "_outbox";
+/// A record's `id` inside [`OUTBOX_FIELD`], as a query path.
+const OUTBOX_ID_PATH: &str = "_outbox.id";
 /// Creation time of the oldest pending record; absent when none is pending.
 pub const SINCE_FIELD: &str = "_outbox_since";
 /// Records that could not be read, set aside for an operator.
@@ -714,25 +716,53 @@ impl OutboxRelay {
 /// marker may go once they are pulled (nothing else read from it is left).
 type Mark = (Bson, Vec<String>, bool);
 
-/// Marks published records in one `update` command for the whole batch:
-/// per document, pull the records, then (ordered, so after the pull) clear
-/// the pending marker if the array is empty. A record staged between the
-/// two keeps the array non-empty and the marker in place.
+/// Marks published records, one `update` command for the whole batch.
+///
+/// A document whose one staged record was published (the common case: a
+/// write stages one event) is settled by one statement that clears the
+/// array and the markers only if the array still holds exactly that record
+/// (`$size: 1` and its `id`). Every other document, and any the first
+/// statement did not match (a record staged meanwhile, or settled by
+/// another relay), takes the general form: pull the records, then
+/// (ordered, so after the pull) clear the markers if the array is empty. A
+/// record staged between the two keeps the array non-empty and the markers
+/// in place. The general form is idempotent, so running it after the
+/// single-statement one changes nothing that one did.
 async fn mark_published(
     database: &Database,
     collection: &str,
     marks: Vec<Mark>,
 ) -> Result<(), OutboxError> {
-    let mut updates = Vec::new();
-    for (id, ids, all_out) in marks {
+    let (single, general): (Vec<Mark>, Vec<Mark>) = marks
+        .into_iter()
+        .partition(|(_, ids, all_out)| *all_out && ids.len() == 1);
+    let mut general = general;
+    if !single.is_empty() {
+        let statements = single
+            .iter()
+            .flat_map(|(id, ids, _)| ids.first().map(|record| (id, record)))
+            .map(|(id, record)| {
+                doc! {
+                    "q": { "_id": id.clone(), OUTBOX_FIELD: { "$size": 1_i32 }, OUTBOX_ID_PATH: record },
+                    "u": { "$unset": { OUTBOX_FIELD: "", SINCE_FIELD: "", RETRY_AT_FIELD: "", RETRIES_FIELD: "" } },
+                }
+            })
+            .collect();
+        let matched = run_updates(database, collection, statements).await?;
+        if usize::try_from(matched).ok() != Some(single.len()) {
+            general.extend(single);
+        }
+    }
+    let mut statements = Vec::new();
+    for (id, ids, all_out) in general {
         if !ids.is_empty() {
-            updates.push(doc! {
+            statements.push(doc! {
                 "q": { "_id": id.clone() },
                 "u": { "$pull": { OUTBOX_FIELD: { "id": { "$in": ids } } } },
             });
         }
         if all_out {
-            updates.push(doc! {
+            statements.push(doc! {
                 "q": { "_id": id, "$or": [
                     { OUTBOX_FIELD: { "$size": 0 } },
                     { OUTBOX_FIELD: { "$exists": false } },
@@ -741,13 +771,23 @@ async fn mark_published(
             });
         }
     }
-    if updates.is_empty() {
-        return Ok(());
+    if !statements.is_empty() {
+        run_updates(database, collection, statements).await?;
     }
+    Ok(())
+}
+
+/// Runs `statements` as one ordered `update` command (majority write
+/// concern); returns how many documents they matched (`n`).
+async fn run_updates(
+    database: &Database,
+    collection: &str,
+    statements: Vec<Document>,
+) -> Result<i64, OutboxError> {
     let reply = database
         .run_command(doc! {
             "update": collection,
-            "updates": updates,
+            "updates": statements,
             "ordered": true,
             "writeConcern": { "w": "majority" },
         })
@@ -759,7 +799,7 @@ async fn mark_published(
     if failed {
         return Err(OutboxError::Marking(reply.to_string()));
     }
-    Ok(())
+    Ok(crate::integer(&reply, "n").unwrap_or(0))
 }
 
 /// Tops `batch` up with what is already waiting, up to `limit` writes.
