@@ -416,14 +416,15 @@ fn sign(proposal: &str, voters: &[Voter], count: usize) -> Vec<Ballot> {
 }
 
 /// Sends `ballots` from `concurrency` clients, at most `rate` per second
-/// (unpaced if `None`). Every answer must be 202.
+/// (unpaced if `None`). Every answer must be 202. Returns each request's
+/// time to its answer, ms, sorted.
 async fn submit(
     http: &reqwest::Client,
     url: &str,
     ballots: Arc<Vec<Ballot>>,
     concurrency: usize,
     rate: Option<f64>,
-) {
+) -> Vec<f64> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
@@ -435,6 +436,7 @@ async fn submit(
                 Arc::clone(&next),
             );
             tokio::spawn(async move {
+                let mut answered = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(ballot) = ballots.get(i) else { break };
@@ -442,6 +444,7 @@ async fn submit(
                         let due = started + Duration::from_secs_f64(i as f64 / rate);
                         tokio::time::sleep_until(due.into()).await;
                     }
+                    let sent = Instant::now();
                     let response = http
                         .post(&url)
                         .bearer_auth(&ballot.token)
@@ -450,13 +453,18 @@ async fn submit(
                         .await
                         .unwrap();
                     assert_eq!(response.status(), 202, "{:?}", response.text().await);
+                    answered.push(sent.elapsed().as_secs_f64() * 1000.0);
                 }
+                answered
             })
         })
         .collect();
+    let mut answered = Vec::new();
     for worker in workers {
-        worker.await.unwrap();
+        answered.extend(worker.await.unwrap());
     }
+    answered.sort_by(f64::total_cmp);
+    answered
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -505,6 +513,8 @@ struct Window {
     seconds: f64,
     /// Submit-to-decided, ms, sorted.
     latencies: Vec<f64>,
+    /// Request-to-202 as the clients saw it, ms, sorted.
+    answered: Vec<f64>,
     /// Counted MongoDB commands (palmdao and validators), submit → drained.
     commands: BTreeMap<String, f64>,
     /// CPU seconds per stack part, submit → drained.
@@ -649,7 +659,7 @@ impl Bench {
         let cpu_before = self.stack.cpu();
         let machine_before = (machine_busy_seconds(), Instant::now());
         let since = Utc::now();
-        submit(&self.http, &url, ballots, self.concurrency, rate).await;
+        let answered = submit(&self.http, &url, ballots, self.concurrency, rate).await;
         let deadline = Instant::now() + Duration::from_secs(900);
         loop {
             let (valid, rejected) = applied(admin).await;
@@ -712,6 +722,7 @@ impl Bench {
             count,
             seconds: (last - since).num_milliseconds() as f64 / 1000.0,
             latencies,
+            answered,
             commands,
             cpu,
             written,
@@ -1072,6 +1083,20 @@ async fn main() {
             row.throughput.commands_per_vote(),
             ms(row.throughput.stack_cpu_ms_per_vote()),
             probe / row.throughput.rate(),
+        );
+    }
+    println!();
+    println!(
+        "request → 202 during the throughput run (what a client waits for while the pipeline is full):"
+    );
+    for row in &rows {
+        let answered = &row.throughput.answered;
+        println!(
+            "- {} validator(s): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            row.instances,
+            percentile(answered, 50.0),
+            percentile(answered, 99.0),
+            answered.last().copied().unwrap_or_default(),
         );
     }
     println!();
