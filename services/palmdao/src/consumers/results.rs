@@ -4,7 +4,8 @@
 //! `rejected` once (a conditional update on its status); a valid vote then
 //! becomes its PalmID's ballot on the proposal (`store::ballots`, ADR 0029),
 //! a step that is itself idempotent, so a redelivery after a crash between
-//! the two finishes the work. Two commands per valid vote.
+//! the two finishes the work. Validated votes are applied in groups
+//! (`store::results`): the handlers running at once share three commands.
 //!
 //! `verification.completed`: a verification moves `pending` → `verified` or
 //! `rejected` once. A verified identity must first be claimed in
@@ -19,20 +20,23 @@ use palm_core::events::{VerificationCompleted, VerificationOutcome, VoteRejected
 use palm_core::{Envelope, RawEnvelope};
 
 use crate::domain::palm_ids::normalize_subject;
-use crate::domain::tally::Ballot;
 use crate::store::palm_ids::{self, VerifierAdded};
-use crate::store::{Store, ballots, identities, verifications, votes};
+use crate::store::results::{Applied, ValidatedResults, ValidatedVote};
+use crate::store::{Store, identities, verifications, votes};
 
 /// The consumer of the `palmdao.results` queue.
 #[derive(Debug, Clone)]
 pub struct Results {
     store: Store,
+    validated: ValidatedResults,
 }
 
 impl Results {
-    /// Results applied to `store`.
+    /// Results applied to `store` (starts the grouping task of validated
+    /// votes, so it needs a Tokio runtime).
     pub fn new(store: Store) -> Self {
-        Self { store }
+        let validated = ValidatedResults::start(store.clone());
+        Self { store, validated }
     }
 
     /// Dispatches one message by event type.
@@ -91,38 +95,33 @@ impl Results {
     async fn apply_validated(&self, event: &Envelope<VoteValidated>) -> Result<(), HandlerError> {
         let result = &event.payload;
         let vote_id = result.vote_id.to_string();
-        let vote = votes::validate(
-            &self.store,
-            &vote_id,
-            result.voting_power,
-            &result.allocation,
-        )
-        .await
-        .map_err(HandlerError::transient)?
-        .ok_or_else(|| HandlerError::permanent(anyhow::anyhow!("unknown vote {vote_id}")))?;
-        if vote.status != "valid" {
-            // Rejected earlier by a conflicting result: the first decision holds.
-            tracing::warn!(status = %vote.status, "validated vote was already decided otherwise");
-            return Ok(());
+        let applied = self
+            .validated
+            .apply(ValidatedVote {
+                vote_id: vote_id.clone(),
+                proposal_id: result.proposal_id.to_string(),
+                palm_id: result.palm_id.to_string(),
+                voting_power: result.voting_power,
+                allocation: result.allocation.clone(),
+            })
+            .await
+            .map_err(HandlerError::transient)?;
+        match applied {
+            Applied::Unknown => Err(HandlerError::permanent(anyhow::anyhow!(
+                "unknown vote {vote_id}"
+            ))),
+            Applied::DecidedOtherwise(status) => {
+                // Rejected earlier by a conflicting result: the first decision holds.
+                tracing::warn!(%status, "validated vote was already decided otherwise");
+                Ok(())
+            }
+            Applied::Valid { placed } => {
+                tracing::info!(placed, "vote applied");
+                palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => "valid")
+                    .increment(1);
+                Ok(())
+            }
         }
-        let ballot = Ballot {
-            vote_id,
-            timestamp: vote.timestamp,
-            allocation: result.allocation.clone(),
-            power: result.voting_power,
-        };
-        let placed = ballots::place(
-            &self.store,
-            &result.proposal_id.to_string(),
-            &result.palm_id.to_string(),
-            &ballot,
-        )
-        .await
-        .map_err(HandlerError::transient)?;
-        tracing::info!(placed, "vote applied");
-        palm_service::metrics::counter!("palm_votes_applied_total", "outcome" => "valid")
-            .increment(1);
-        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(verification_id = %event.payload.verification_id))]

@@ -2,7 +2,8 @@
 //! id>:<palm id>"`, holding the PalmID's counted vote (ADR 0029), and the
 //! tally as a recount of them.
 //!
-//! - Placing a ballot is one upsert whose filter is the supersession rule
+//! - Placing a ballot is one upsert ([`placement`], applied in groups by
+//!   [`super::results`]) whose filter is the supersession rule
 //!   ([`Ballot::supersedes`]) and "not frozen": if the existing ballot is
 //!   newer, the same vote, or frozen, the filter matches nothing and the
 //!   upsert's insert collides with the existing `_id` (E11000), which means
@@ -51,47 +52,32 @@ pub fn ballot_id(proposal_id: &str, palm_id: &str) -> String {
     format!("{proposal_id}:{palm_id}")
 }
 
-/// Puts `ballot` in place for `palm_id` on `proposal_id` unless a newer one
-/// (or this one) is there or the proposal's ballots are frozen; one upsert.
-/// Returns whether it was placed.
-#[tracing::instrument(skip_all, fields(%proposal_id, %palm_id))]
-pub async fn place(
-    store: &Store,
-    proposal_id: &str,
-    palm_id: &str,
-    ballot: &Ballot,
-) -> Result<bool> {
+/// The upsert that puts `ballot` in place for `palm_id` on `proposal_id`
+/// unless a newer one (or this one) is there or the proposal's ballots are
+/// frozen: its filter is [`Ballot::supersedes`] as a query on the stored
+/// ballot, so when it matches nothing the upsert's insert collides with the
+/// existing `_id` (E11000), which means "nothing to do". Returns (filter,
+/// update).
+pub fn placement(proposal_id: &str, palm_id: &str, ballot: &Ballot) -> (Document, Document) {
     let allocation: Vec<Bson> = ballot.allocation.iter().map(|a| Bson::Double(*a)).collect();
-    let placed = store
-        .database
-        .collection::<Document>(BALLOTS)
-        .update_one(
-            doc! {
-                "_id": ballot_id(proposal_id, palm_id),
-                FROZEN_FIELD: { "$exists": false },
-                // Ballot::supersedes, as a query on the stored ballot.
-                "$or": [
-                    { "timestamp": { "$lt": ballot.timestamp } },
-                    { "timestamp": ballot.timestamp, "vote_id": { "$lt": &ballot.vote_id } },
-                ],
-            },
-            doc! { "$set": {
-                "proposal_id": proposal_id,
-                "palm_id": palm_id,
-                "vote_id": &ballot.vote_id,
-                "timestamp": ballot.timestamp,
-                "allocation": allocation,
-                "power": ballot.power,
-                "counted_at": to_bson_time(Utc::now()),
-            } },
-        )
-        .upsert(true)
-        .await;
-    match placed {
-        Ok(_) => Ok(true),
-        Err(error) if palm_mongo::is_duplicate_key(&error) => Ok(false),
-        Err(error) => Err(error.into()),
-    }
+    let filter = doc! {
+        "_id": ballot_id(proposal_id, palm_id),
+        FROZEN_FIELD: { "$exists": false },
+        "$or": [
+            { "timestamp": { "$lt": ballot.timestamp } },
+            { "timestamp": ballot.timestamp, "vote_id": { "$lt": &ballot.vote_id } },
+        ],
+    };
+    let update = doc! { "$set": {
+        "proposal_id": proposal_id,
+        "palm_id": palm_id,
+        "vote_id": &ballot.vote_id,
+        "timestamp": ballot.timestamp,
+        "allocation": allocation,
+        "power": ballot.power,
+        "counted_at": to_bson_time(Utc::now()),
+    } };
+    (filter, update)
 }
 
 /// Freezes a closing proposal's ballots: none changes from now on.

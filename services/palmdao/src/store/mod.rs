@@ -20,6 +20,8 @@
 //! - [`votes`]: signed votes taken, deduplicated by digest, decided once.
 //! - [`ballots`]: one counted vote per PalmID per proposal, and the tally
 //!   as a recount of them (ADR 0029).
+//! - [`results`]: validated votes applied in groups (three commands a
+//!   group: transitions, their state, ballots).
 //! - [`audit`]: the audit log the outbox relay fills, listed by subject.
 //! - [`idempotency`]: kept answers of `Idempotency-Key` requests.
 //! - [`pages`]: the newest-first page query every list shares.
@@ -40,6 +42,7 @@ pub mod pages;
 pub mod palm_ids;
 pub mod platform;
 pub mod proposals;
+pub mod results;
 pub mod verifications;
 pub mod votes;
 pub mod wiring;

@@ -1,13 +1,13 @@
 //! `votes`: one document per signed vote taken, keyed for deduplication by
 //! the digest of what was signed, with the `vote.submitted` event its insert
-//! stages; its one-time transition `pending` → `valid` or `rejected`.
+//! stages; its one-time transition to `rejected` (to `valid`: in groups, by
+//! [`super::results`]).
 //! (The collection's indexes are declared with the proposals'.)
 
 use chrono::{DateTime, Utc};
 use palm_core::Envelope;
 use palm_core::events::VoteSubmitted;
 use palm_mongo::mongodb::bson::{self, Bson, Document, doc};
-use palm_mongo::mongodb::options::ReturnDocument;
 use palm_mongo::outbox::{self, OutboxRecord};
 use serde_json::Value;
 use uuid::Uuid;
@@ -140,58 +140,6 @@ pub async fn reject(store: &Store, id: &str, reason: &str) -> Result<Option<bool
         .await?
         .is_some();
     Ok(exists.then_some(false))
-}
-
-/// A vote after a `vote.validated` was applied to it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Validated {
-    /// Its status now: `valid`, or `rejected` if a conflicting result was
-    /// applied first (the first decision holds).
-    pub status: String,
-    /// Its signed timestamp (Unix seconds).
-    pub timestamp: i64,
-}
-
-/// Makes the `pending` vote `id` valid with its voting power and per-choice
-/// allocation, once; returns it as it is now (one round trip on the common
-/// path), or `None` if there is no such vote.
-#[tracing::instrument(skip_all, fields(%id))]
-pub async fn validate(
-    store: &Store,
-    id: &str,
-    voting_power: f64,
-    allocation: &[f64],
-) -> Result<Option<Validated>> {
-    let votes = store.database.collection::<Document>(VOTES);
-    let allocation: Vec<Bson> = allocation.iter().map(|a| Bson::Double(*a)).collect();
-    let projection = doc! { "status": 1, "timestamp": 1 };
-    let transitioned = votes
-        .find_one_and_update(
-            doc! { "_id": id, "status": "pending" },
-            doc! { "$set": {
-                "status": "valid",
-                "voting_power": voting_power,
-                "allocation": allocation,
-                "decided_at": to_bson_time(Utc::now()),
-            } },
-        )
-        .projection(projection.clone())
-        .return_document(ReturnDocument::After)
-        .await?;
-    let found = match transitioned {
-        Some(found) => Some(found),
-        // Decided before (a redelivery).
-        None => {
-            votes
-                .find_one(doc! { "_id": id })
-                .projection(projection)
-                .await?
-        }
-    };
-    Ok(found.map(|found| Validated {
-        status: found.get_str("status").unwrap_or_default().to_owned(),
-        timestamp: palm_mongo::integer(&found, "timestamp").unwrap_or_default(),
-    }))
 }
 
 /// How many of `proposal_id`'s votes submitted before `end` are still
