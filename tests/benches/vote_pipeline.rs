@@ -11,7 +11,8 @@
 //! has no more votes than members:
 //! - **throughput**: `BENCH_VOTES` votes submitted by `BENCH_CONCURRENCY`
 //!   clients as fast as palmdao takes them; votes/s = votes ÷ (first
-//!   submission → last vote counted);
+//!   submission → last vote counted); also each request's time to its 202
+//!   as the clients saw it (p50 / p99 / max);
 //! - **latency** at about half that rate: a paced run, each vote's
 //!   submit-to-decided time read afterwards from the vote documents
 //!   (`decided_at − submitted_at`, both stamped by palmdao, so one clock and
