@@ -148,9 +148,9 @@ async fn apply_group(store: &Store, votes: &[ValidatedVote]) -> Result<Vec<Resul
         })
         .collect();
     let reply = run_updates(store, VOTES, transitions).await?;
-    if let Some(error) = reply.get_array("writeErrors").ok().and_then(|e| e.first()) {
-        return Err(anyhow::anyhow!("a vote transition failed: {error}").into());
-    }
+    // A statement's error fails only its own result (retried, and in the
+    // end dead-lettered alone), never the rest of the group.
+    let transition_failed = statement_errors(&reply);
 
     let ids: Vec<&str> = votes.iter().map(|v| v.vote_id.as_str()).collect();
     let now: HashMap<String, (String, i64)> = store
@@ -177,7 +177,7 @@ async fn apply_group(store: &Store, votes: &[ValidatedVote]) -> Result<Vec<Resul
         let Some((status, timestamp)) = now.get(&vote.vote_id) else {
             continue;
         };
-        if status != "valid" {
+        if status != "valid" || transition_failed.contains_key(&index) {
             continue;
         }
         let ballot = Ballot {
@@ -190,43 +190,61 @@ async fn apply_group(store: &Store, votes: &[ValidatedVote]) -> Result<Vec<Resul
         statement_of[index] = Some(placements.len());
         placements.push(doc! { "q": filter, "u": update, "upsert": true });
     }
-    let mut failed: HashMap<usize, (i32, String)> = HashMap::new();
-    if !placements.is_empty() {
-        let reply = run_updates(store, BALLOTS, placements).await?;
-        for error in reply.get_array("writeErrors").into_iter().flatten() {
-            let Some(error) = error.as_document() else {
-                continue;
-            };
-            let index = palm_mongo::integer(error, "index").and_then(|i| usize::try_from(i).ok());
-            let code = palm_mongo::integer(error, "code").and_then(|c| i32::try_from(c).ok());
-            if let (Some(index), Some(code)) = (index, code) {
-                failed.insert(
-                    index,
-                    (code, error.get_str("errmsg").unwrap_or_default().to_owned()),
+    let placement_failed = if placements.is_empty() {
+        HashMap::new()
+    } else {
+        statement_errors(&run_updates(store, BALLOTS, placements).await?)
+    };
+
+    let outcome = |index: usize, vote: &ValidatedVote, statement: Option<usize>| {
+        if let Some((code, message)) = transition_failed.get(&index) {
+            return Err(anyhow::anyhow!("the vote's transition failed ({code}): {message}").into());
+        }
+        let Some((status, _)) = now.get(&vote.vote_id) else {
+            return Ok(Applied::Unknown);
+        };
+        let Some(statement) = statement else {
+            if status == "pending" {
+                return Err(
+                    anyhow::anyhow!("the vote is still pending after its transition").into(),
                 );
             }
+            return Ok(Applied::DecidedOtherwise(status.clone()));
+        };
+        match placement_failed.get(&statement) {
+            None => Ok(Applied::Valid { placed: true }),
+            Some((code, _)) if *code == palm_mongo::DUPLICATE_KEY_CODE => {
+                Ok(Applied::Valid { placed: false })
+            }
+            Some((code, message)) => {
+                Err(anyhow::anyhow!("placing the ballot failed ({code}): {message}").into())
+            }
         }
-    }
-
+    };
     Ok(votes
         .iter()
         .zip(statement_of)
-        .map(
-            |(vote, statement)| match (now.get(&vote.vote_id), statement) {
-                (None, _) => Ok(Applied::Unknown),
-                (Some((status, _)), None) => Ok(Applied::DecidedOtherwise(status.clone())),
-                (Some(_), Some(statement)) => match failed.get(&statement) {
-                    None => Ok(Applied::Valid { placed: true }),
-                    Some((code, _)) if *code == palm_mongo::DUPLICATE_KEY_CODE => {
-                        Ok(Applied::Valid { placed: false })
-                    }
-                    Some((code, message)) => {
-                        Err(anyhow::anyhow!("placing the ballot failed ({code}): {message}").into())
-                    }
-                },
-            },
-        )
+        .enumerate()
+        .map(|(index, (vote, statement))| outcome(index, vote, statement))
         .collect())
+}
+
+/// The per-statement errors of an `update` reply: statement index → (code,
+/// message).
+fn statement_errors(reply: &Document) -> HashMap<usize, (i32, String)> {
+    let mut errors = HashMap::new();
+    for error in reply.get_array("writeErrors").into_iter().flatten() {
+        let Some(error) = error.as_document() else {
+            continue;
+        };
+        let index = palm_mongo::integer(error, "index").and_then(|i| usize::try_from(i).ok());
+        let code = palm_mongo::integer(error, "code").and_then(|c| i32::try_from(c).ok());
+        if let (Some(index), Some(code)) = (index, code) {
+            let message = error.get_str("errmsg").unwrap_or_default().to_owned();
+            errors.insert(index, (code, message));
+        }
+    }
+    errors
 }
 
 /// One unordered `update` command of `statements` on `collection`, with
