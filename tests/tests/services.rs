@@ -28,6 +28,10 @@ async fn starts_ready_and_stops_cleanly(
     })
     .await;
     assert!(body.contains("\"status\":\"ready\""), "{body}");
+    if name == "palmdao" {
+        // Ready only once the public API takes connections.
+        assert!(body.contains("\"http\":\"up\""), "{body}");
+    }
     let (status, _) = get(&admin, "/metrics").await;
     assert_eq!(status, 200);
     if !queues.is_empty() {

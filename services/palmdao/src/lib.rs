@@ -48,9 +48,10 @@ const PROMPT_CAPACITY: usize = 8_192;
 pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
     use anyhow::Context as _;
 
-    // Not ready until both are registered and up (the broker may be
-    // unreachable for a while; /readyz then says amqp pending or down).
-    runtime.readiness.expect(&["mongo", "amqp"]);
+    // Not ready until all three are registered and up (the broker may be
+    // unreachable for a while; /readyz then says amqp pending or down; the
+    // public API listens only after the indexes exist).
+    runtime.readiness.expect(&["mongo", "amqp", "http"]);
     let store = store::Store::connect(&settings.mongo, SERVICE)
         .await
         .context("failed to configure the MongoDB client")?;
@@ -101,6 +102,12 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
         &settings.http,
     );
     let serving = tokio::spawn(api::serve(listener, router, runtime.shutdown.clone()));
+    // Traffic only once the public API takes connections: each /readyz
+    // connects to it (on loopback when it listens on every address).
+    let probe = reachable(public_addr);
+    runtime.readiness.register("http", move || async move {
+        tokio::net::TcpStream::connect(probe).await.is_ok()
+    });
 
     let results = consumers::results::Results::new(store.clone());
     let consumer = Consumer::new(
@@ -150,4 +157,15 @@ pub async fn run(settings: Settings, runtime: Runtime) -> anyhow::Result<()> {
         .context("the public API server failed")?;
     broker.close().await;
     Ok(())
+}
+
+/// Where this process can reach a listener bound to `addr`: the loopback
+/// address of its family when `addr` is unspecified (`0.0.0.0`, `::`).
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }
