@@ -5,7 +5,7 @@
 # `Authorization: Bearer <token>` from a real Sign-In with Ethereum
 # (palmctl login). Any failure fails the run.
 #
-# It starts target/debug/palmdao (built by `make test-rust`; `make check-api`
+# It starts cargo's debug palmdao (built by `make test-rust`; `make check-api`
 # builds it) against the broker and database of scripts/test-deps.sh, on free
 # ports, with its own AMQP prefix (reused) and database (dropped afterwards).
 # Settings are in scripts/api-fuzz/schemathesis.toml; the choices (and the
@@ -25,17 +25,16 @@ log() { echo "api-fuzz: $*" >&2; }
 examples="${API_FUZZ_EXAMPLES:-25}"
 seed="${API_FUZZ_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
 
+# shellcheck source=scripts/lib/palm-services.sh
+source scripts/lib/palm-services.sh
 for bin in palmdao palmctl; do
-  if [[ ! -x "target/debug/$bin" ]]; then
-    log "target/debug/$bin is missing: run 'make test-rust' (or cargo build -p $bin) first"
+  if [[ ! -x "$palm_bin/$bin" ]]; then
+    log "$palm_bin/$bin is missing: run 'make test-rust' (or cargo build -p $bin) first"
     exit 1
   fi
 done
 st="$(scripts/tools/schemathesis.sh)"
 eval "$(scripts/test-deps.sh)"
-
-# shellcheck source=scripts/lib/palm-services.sh
-source scripts/lib/palm-services.sh
 http_port="$(palm_free_port)"
 admin_port="$(palm_free_port)"
 run_id="apifuzz-$$-$(date +%s)"
@@ -81,14 +80,14 @@ palm_wait_ready palmdao "$admin_port" "$PALM_PID" "$work/palmdao.log" 30
 # A real session: palmctl signs the SIWE message with a development key.
 export PALMCTL_API="$base" PALMCTL_SEED="api-fuzz-$run_id" \
   PALMCTL_DOMAIN="127.0.0.1:$http_port" PALMCTL_URI="$base/v1/auth/siwe"
-token="$(target/debug/palmctl login)"
+token="$("$palm_bin/palmctl" login)"
 [[ -n "$token" ]] || { log "palmctl login printed no token"; exit 1; }
 export PALMCTL_TOKEN="$token"
 
 # Seeded resources, named in the config's dictionaries so most requests
 # reach existing ones: a community this PalmID administers, a discussion,
 # one proposal per voting type, a vote, a verification, the PalmID.
-ctl() { target/debug/palmctl "$@"; }
+ctl() { "$palm_bin/palmctl" "$@"; }
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 seeded="$work/config/seeded"
 mkdir -p "$seeded"

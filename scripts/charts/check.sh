@@ -147,10 +147,12 @@ step "invariants over the rendered output"
 "$python" scripts/charts/shipped_once.py
 
 step "--check-config of every rendered environment (the real binaries)"
-bins="$root/target/debug"
+# shellcheck source=scripts/lib/palm-services.sh
+source scripts/lib/palm-services.sh
+bins="$palm_bin"
 for service in "${services[@]}"; do
   if [[ ! -x "$bins/$service" ]]; then
-    step "target/debug/$service is missing: cargo build --workspace --bins --locked"
+    step "$bins/$service is missing: cargo build --workspace --bins --locked"
     cargo build --workspace --bins --locked
     break
   fi

@@ -39,8 +39,9 @@ log "release build: $((SECONDS - started)) s"
 #    Dockerfile expects them (target/release/), wherever cargo's target
 #    directory is (CARGO_TARGET_DIR is honoured). Small, so buildah has
 #    nothing else to walk.
-target_dir="$(cargo metadata --format-version 1 --no-deps --locked \
-  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+# shellcheck source=scripts/lib/palm-services.sh
+source scripts/lib/palm-services.sh
+target_dir="$palm_target_dir"
 context="$root/.tools/images/context"
 rm -rf "$context"
 mkdir -p "$context/target/release"

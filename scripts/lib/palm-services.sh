@@ -1,10 +1,14 @@
 # shellcheck shell=bash
-# Sourced, not run: starting Palm's services (target/debug binaries) for the
-# checks and drills that need them running, in one place.
+# Sourced, not run: starting Palm's services (cargo's debug binaries) for
+# the checks and drills that need them running, in one place.
+#   palm_target_dir / palm_bin              cargo's target directory as
+#                                           `cargo metadata` reports it
+#                                           (CARGO_TARGET_DIR honoured), and
+#                                           its debug/ binaries
 #   palm_free_port                          a free loopback TCP port
 #   palm_build_missing BIN...               cargo build the crates of the
-#                                           missing target/debug/BINs
-#   palm_start SERVICE LOG [NAME=VALUE...]  target/debug/SERVICE in the
+#                                           missing $palm_bin/BINs
+#   palm_start SERVICE LOG [NAME=VALUE...]  $palm_bin/SERVICE in the
 #                                           background with those variables
 #                                           added, output to LOG ("-": left
 #                                           as is); its PID in PALM_PID and
@@ -21,6 +25,11 @@
 
 palm_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 palm_pids=()
+# Where cargo builds, wherever that is: a checkout built with
+# CARGO_TARGET_DIR must not run stale binaries from its own target/.
+palm_target_dir="$(cd "$palm_root" && cargo metadata --format-version 1 --no-deps --locked \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+palm_bin="$palm_target_dir/debug"
 
 _palm_log() {
   if declare -F log >/dev/null; then log "$@"; else echo "$*" >&2; fi
@@ -33,10 +42,10 @@ palm_free_port() {
 palm_build_missing() {
   local bin packages=()
   for bin in "$@"; do
-    [[ -x "$palm_root/target/debug/$bin" ]] || packages+=(-p "$bin")
+    [[ -x "$palm_bin/$bin" ]] || packages+=(-p "$bin")
   done
   ((${#packages[@]})) || return 0
-  _palm_log "missing in target/debug: building ${packages[*]}"
+  _palm_log "missing in $palm_bin: building ${packages[*]}"
   (cd "$palm_root" && cargo build --locked --bins "${packages[@]}" >&2)
 }
 
@@ -44,9 +53,9 @@ palm_start() {
   local service="$1" out="$2"
   shift 2
   if [[ "$out" == - ]]; then
-    env "$@" "$palm_root/target/debug/$service" &
+    env "$@" "$palm_bin/$service" &
   else
-    env "$@" "$palm_root/target/debug/$service" >"$out" 2>&1 &
+    env "$@" "$palm_bin/$service" >"$out" 2>&1 &
   fi
   PALM_PID=$!
   palm_pids+=("$PALM_PID")

@@ -5,7 +5,7 @@
 #      its runbook file; promtool check rules + test rules (each alert firing
 #      and not firing); dashboards' variables and Loki labels; amtool
 #      check-config and route tests (critical → Telegram, warnings not).
-#   2. live: the four services (target/debug, built by `make test-rust`; built
+#   2. live: the four services (cargo's debug/, built by `make test-rust`; built
 #      here if missing) on free ports with their own AMQP prefix and database,
 #      RabbitMQ with rabbitmq_prometheus, and a private Prometheus (own port,
 #      config and data dir under .palm-test/observability/) scraping them all;
@@ -139,7 +139,7 @@ log "all $((${#services[@]} + 1)) targets up ($((SECONDS - started)) s into the 
 # proposal, a vote decided by palmvalidator, a wallet link, a Discord
 # verification (refused by the fake Discord after one 429), and a 404.
 palmctl() {
-  target/debug/palmctl --api "http://127.0.0.1:$api_port" --domain localhost:8080 \
+  "$palm_bin/palmctl" --api "http://127.0.0.1:$api_port" --domain localhost:8080 \
     --uri http://localhost:8080/v1/auth/siwe "$@"
 }
 slug="obs-$(date +%s)"
