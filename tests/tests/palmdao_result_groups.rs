@@ -2,8 +2,10 @@
 //! 0032) against the real database (or the stand-in): one group holding a
 //! first vote, an older vote of the same PalmID, a vote decided otherwise
 //! before, a vote older than the ballot already in place and an unknown
-//! vote gets each its own outcome, and leaves the ballots a recount of the
-//! latest signed votes; applying the group again changes nothing.
+//! vote (and a duplicate) gets each its own outcome, and leaves the ballots
+//! a recount of the latest signed votes; applying the group again changes
+//! nothing; a later message with other numbers does not change the ballot's;
+//! two grouping tasks racing leave every PalmID's newer ballot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -66,6 +68,8 @@ async fn a_group_gives_each_result_its_own_outcome_and_a_second_pass_changes_not
         result("rejected-of-b", "b", 0),
         result("older-than-ballot-of-c", "c", 0),
         result("unknown", "d", 0),
+        // A duplicate delivery in the same group.
+        result("latest-of-a", "a", 0),
     ];
     let first: Vec<Applied> = join_all(group.iter().map(|r| results.apply(r.clone())))
         .await
@@ -77,6 +81,7 @@ async fn a_group_gives_each_result_its_own_outcome_and_a_second_pass_changes_not
     assert_eq!(first[2], Applied::DecidedOtherwise("rejected".into()));
     assert_eq!(first[3], Applied::Valid { placed: false });
     assert_eq!(first[4], Applied::Unknown);
+    assert!(matches!(first[5], Applied::Valid { .. }), "{:?}", first[5]);
 
     let check = || async {
         let mut placed: Vec<(String, String)> = ballots
@@ -126,6 +131,86 @@ async fn a_group_gives_each_result_its_own_outcome_and_a_second_pass_changes_not
     assert_eq!(second[2], Applied::DecidedOtherwise("rejected".into()));
     assert_eq!(second[3], Applied::Valid { placed: false });
     assert_eq!(second[4], Applied::Unknown);
+    assert_eq!(second[5], Applied::Valid { placed: false });
     check().await;
+
+    // A later message for a decided vote with other numbers: the ballot
+    // keeps the stored (first) decision's allocation.
+    ballots
+        .delete_one(doc! { "_id": format!("{PROPOSAL}:a") })
+        .await
+        .unwrap();
+    let replay = results.apply(result("latest-of-a", "a", 2)).await.unwrap();
+    assert_eq!(replay, Applied::Valid { placed: true });
+    let ballot = ballots
+        .find_one(doc! { "_id": format!("{PROPOSAL}:a") })
+        .await
+        .unwrap()
+        .unwrap();
+    let allocation: Vec<f64> = ballot
+        .get_array("allocation")
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(allocation, [1.0, 0.0, 0.0], "{ballot}");
+    db.drop().await.ok();
+}
+
+/// Two replicas' grouping tasks placing the two votes of each of many
+/// PalmIDs at once, the newer through one and the older through the other:
+/// the newer vote's ballot is in place for every PalmID. (On MongoDB both
+/// upserts of a new ballot can find nothing and collide; the stand-in runs
+/// one statement at a time, so there it checks the outcome, not the race.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_replicas_leave_the_newer_ballot_of_every_palm_id() {
+    let client = mongodb::Client::with_uri_str(palm_testkit::mongo_url())
+        .await
+        .unwrap();
+    let db = client.database(&palm_testkit::unique_database());
+    let palm_ids: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    let votes = db.collection::<Document>("votes");
+    votes
+        .insert_many(palm_ids.iter().flat_map(|palm| {
+            [
+                vote(&format!("newer-{palm}"), palm, 200, "pending"),
+                vote(&format!("older-{palm}"), palm, 100, "pending"),
+            ]
+        }))
+        .await
+        .unwrap();
+    let first = ValidatedResults::start(Store::new(db.clone()));
+    let second = ValidatedResults::start(Store::new(db.clone()));
+    let newer = join_all(
+        palm_ids
+            .iter()
+            .map(|palm| first.apply(result(&format!("newer-{palm}"), palm, 0))),
+    );
+    let older = join_all(
+        palm_ids
+            .iter()
+            .map(|palm| second.apply(result(&format!("older-{palm}"), palm, 1))),
+    );
+    let (newer, older) = tokio::join!(newer, older);
+    for outcome in newer.into_iter().chain(older) {
+        assert!(matches!(outcome.unwrap(), Applied::Valid { .. }));
+    }
+    let placed: Vec<Document> = db
+        .collection::<Document>("ballots")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(placed.len(), palm_ids.len());
+    for ballot in &placed {
+        let palm = ballot.get_str("palm_id").unwrap();
+        assert_eq!(
+            ballot.get_str("vote_id").unwrap(),
+            format!("newer-{palm}"),
+            "{ballot}"
+        );
+    }
     db.drop().await.ok();
 }

@@ -151,14 +151,20 @@ pub async fn recount(
     })
 }
 
-/// A number however it was stored (a `$sum` of nothing is an integer 0).
-pub(super) fn number(document: &Document, key: &str) -> f64 {
-    match document.get(key) {
-        Some(Bson::Double(value)) => *value,
-        Some(Bson::Int32(value)) => f64::from(*value),
-        Some(Bson::Int64(value)) => *value as f64,
-        _ => 0.0,
+/// A BSON number however it was stored, as `f64`.
+pub(super) fn as_number(value: &Bson) -> Option<f64> {
+    match value {
+        Bson::Double(value) => Some(*value),
+        Bson::Int32(value) => Some(f64::from(*value)),
+        Bson::Int64(value) => Some(*value as f64),
+        _ => None,
     }
+}
+
+/// The number at `key` however it was stored (a `$sum` of nothing is an
+/// integer 0); 0 if there is none.
+pub(super) fn number(document: &Document, key: &str) -> f64 {
+    document.get(key).and_then(as_number).unwrap_or(0.0)
 }
 
 /// The running tally of the open proposal `proposal_id`: recounted, or the
