@@ -1,16 +1,20 @@
 //! [`Store`]: palmdao's database handle as every collection module takes it
 //! — the database, the prompt path its writes hand staged events to
-//! (ADR 0030), and the caches of proposal rules and running tallies — with
-//! the store's error type and the BSON time helpers. A leaf of the store:
-//! the collection modules use it, it uses none of them.
+//! (ADR 0030), the caches of proposal rules and running tallies, and the
+//! grouped inserts (ADR 0032) — with the store's error type, the bulk
+//! commands of grouped writes and the BSON time helpers. The collection
+//! modules use it; it uses none of them (only the generic `groups` task).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palm_mongo::mongodb::Database;
-use palm_mongo::mongodb::bson::{Bson, DateTime as BsonDateTime};
+use palm_mongo::mongodb::bson::{Bson, DateTime as BsonDateTime, Document, doc};
+use palm_mongo::mongodb::error::ErrorKind;
 use palm_mongo::outbox::{OutboxRecord, Prompt};
 
+use super::groups::Groups;
 use crate::domain::proposals::Proposal;
 use crate::domain::tally::Tally;
 
@@ -44,7 +48,13 @@ pub struct Store {
     pub(super) proposal_rules: moka::sync::Cache<String, Arc<Proposal>>,
     /// Running tallies ([`super::ballots::running`]).
     pub(super) tallies: TallyCache,
+    /// Grouped inserts per collection ([`Store::grouped_insert`]), each
+    /// task started on first use.
+    insert_groups: Arc<Mutex<HashMap<String, InsertGroups>>>,
 }
+
+/// Documents inserted in groups; each gets its own statement error, if any.
+type InsertGroups = Groups<Document, Result<Option<StatementError>>>;
 
 /// Most proposals whose rules (and running tally) one replica keeps.
 const PROPOSALS_CACHED: u64 = 10_000;
@@ -60,6 +70,7 @@ impl Store {
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
             tallies: TallyCache::new(Duration::ZERO, PROPOSALS_CACHED),
+            insert_groups: Arc::default(),
         }
     }
 
@@ -80,6 +91,43 @@ impl Store {
     /// the prompt path.
     pub(super) fn staged(&self, collection: &str, id: impl Into<Bson>, records: &[OutboxRecord]) {
         self.prompt.staged(collection, id, records);
+    }
+
+    /// Inserts `document` into `collection` together with whatever other
+    /// inserts into it are waiting: one unordered `insert` per group (ADR
+    /// 0032). `Some` is this document's own error (e.g. a duplicate key);
+    /// `Err` is the group's failure. Needs a Tokio runtime.
+    pub(super) async fn grouped_insert(
+        &self,
+        collection: &str,
+        document: Document,
+    ) -> Result<Option<StatementError>> {
+        let groups = {
+            let mut groups = self
+                .insert_groups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            groups
+                .entry(collection.to_owned())
+                .or_insert_with(|| {
+                    let (database, collection) = (self.database.clone(), collection.to_owned());
+                    Groups::start(move |documents: Vec<Document>| {
+                        let (database, collection) = (database.clone(), collection.clone());
+                        async move {
+                            let count = documents.len();
+                            let inserted =
+                                insert_all(&database, &collection, documents)
+                                    .await
+                                    .map(|errors| {
+                                        (0..count).map(|i| Ok(errors.get(&i).cloned())).collect()
+                                    });
+                            per_request(count, inserted)
+                        }
+                    })
+                })
+                .clone()
+        };
+        groups.submit(document).await?
     }
 
     /// Connects with `settings` (the client connects lazily), naming the
@@ -138,4 +186,93 @@ pub(crate) fn to_bson_time(time: chrono::DateTime<chrono::Utc>) -> BsonDateTime 
 /// A BSON date as chrono time.
 pub(crate) fn from_bson_time(time: &BsonDateTime) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or_default()
+}
+
+// Bulk writes of grouped requests (`super::groups`, ADR 0032).
+
+/// A group's outcomes, one per request: the group's own when it ran, its
+/// failure for each of its `count` requests when it did not.
+pub(crate) fn per_request<R>(count: usize, outcome: Result<Vec<Result<R>>>) -> Vec<Result<R>> {
+    match outcome {
+        Ok(outcomes) => outcomes,
+        Err(error) => (0..count)
+            .map(|_| {
+                Err(match &error {
+                    Error::Database(error) => Error::Database(error.clone()),
+                    Error::Inconsistent(error) => Error::Inconsistent(anyhow::anyhow!("{error:#}")),
+                })
+            })
+            .collect(),
+    }
+}
+
+/// A statement's error in a bulk command's reply: (code, message).
+pub(crate) type StatementError = (i32, String);
+
+/// One unordered `update` of `statements` on `collection` (majority write
+/// concern); its reply, per-statement errors included.
+pub(crate) async fn update_all(
+    database: &Database,
+    collection: &str,
+    statements: Vec<Document>,
+) -> Result<Document> {
+    bulk(
+        database,
+        doc! { "update": collection, "updates": statements, "ordered": false },
+    )
+    .await
+}
+
+/// Inserts `documents` into `collection` in one unordered `insert_many`
+/// (a retryable write, with the client's majority write concern); returns
+/// each failed document's (code, message) by index.
+pub(crate) async fn insert_all(
+    database: &Database,
+    collection: &str,
+    documents: Vec<Document>,
+) -> Result<HashMap<usize, StatementError>> {
+    let inserted = database
+        .collection::<Document>(collection)
+        .insert_many(documents)
+        .ordered(false)
+        .await;
+    let Err(error) = inserted else {
+        return Ok(HashMap::new());
+    };
+    match error.kind.as_ref() {
+        ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => Ok(failure
+            .write_errors
+            .iter()
+            .flatten()
+            .map(|e| (e.index, (e.code, e.message.clone())))
+            .collect()),
+        _ => Err(error.into()),
+    }
+}
+
+async fn bulk(database: &Database, mut command: Document) -> Result<Document> {
+    command.insert("writeConcern", doc! { "w": "majority" });
+    let reply = database.run_command(command).await?;
+    if let Ok(error) = reply.get_document("writeConcernError") {
+        return Err(anyhow::anyhow!("write concern not met: {error}").into());
+    }
+    Ok(reply)
+}
+
+/// The per-statement errors of a bulk command's reply: statement index →
+/// (code, message).
+pub(crate) fn statement_errors(reply: &Document) -> HashMap<usize, StatementError> {
+    let mut errors = HashMap::new();
+    for error in reply.get_array("writeErrors").into_iter().flatten() {
+        let Some(error) = error.as_document() else {
+            continue;
+        };
+        let index = palm_mongo::integer(error, "index").and_then(|i| usize::try_from(i).ok());
+        let code = palm_mongo::integer(error, "code").and_then(|c| i32::try_from(c).ok());
+        if let (Some(index), Some(code)) = (index, code) {
+            let message = error.get_str("errmsg").unwrap_or_default().to_owned();
+            errors.insert(index, (code, message));
+        }
+    }
+    errors
 }

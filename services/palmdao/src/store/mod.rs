@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`database`]: [`Store`] itself (the database handle, the prompt path,
 //!   the caches), its error type and the BSON time helpers.
+//! - [`groups`]: writes applied in groups (the task, the bulk commands).
 //! - [`nonces`]: single-use sign-in nonces (`auth_nonces`).
 //! - [`identities`]: claimed external identities, the anti-sybil rule.
 //! - [`palm_ids`]: PalmIDs, their verifiers and handle.
@@ -34,6 +35,7 @@ pub mod ballots;
 pub mod communities;
 pub mod database;
 pub mod discussions;
+pub mod groups;
 pub mod idempotency;
 pub mod identities;
 pub mod memberships;

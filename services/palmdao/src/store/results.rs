@@ -29,17 +29,14 @@ use chrono::Utc;
 use futures_util::TryStreamExt;
 use palm_mongo::mongodb::bson::{Bson, Document, doc};
 use palm_mongo::mongodb::options::{ReadPreference, SelectionCriteria};
-use tokio::sync::{mpsc, oneshot};
 
 use super::ballots::{self, BALLOTS};
-use super::database::{Error, Result, Store, to_bson_time};
+use super::database::{
+    Result, StatementError, Store, per_request, statement_errors, to_bson_time, update_all,
+};
+use super::groups::Groups;
 use super::proposals::VOTES;
 use crate::domain::tally::Ballot;
-
-/// Most results one group applies.
-const MAX_GROUP: usize = 128;
-/// Results waiting for a group, beyond which `apply` waits for room.
-const QUEUE: usize = 1024;
 
 /// A `vote.validated` result to apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,64 +69,26 @@ pub enum Applied {
     Unknown,
 }
 
-type Request = (ValidatedVote, oneshot::Sender<Result<Applied>>);
-
 /// The handle results are applied through; clones share one grouping task,
 /// which ends when the last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct ValidatedResults {
-    sender: mpsc::Sender<Request>,
+    groups: Groups<ValidatedVote, Result<Applied>>,
 }
 
 impl ValidatedResults {
     /// Starts the grouping task on `store` (needs a Tokio runtime).
     pub fn start(store: Store) -> Self {
-        let (sender, mut receiver) = mpsc::channel::<Request>(QUEUE);
-        tokio::spawn(async move {
-            while let Some(first) = receiver.recv().await {
-                let mut group = vec![first];
-                while group.len() < MAX_GROUP {
-                    match receiver.try_recv() {
-                        Ok(next) => group.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (votes, replies): (Vec<ValidatedVote>, Vec<_>) = group.into_iter().unzip();
-                match apply_group(&store, &votes).await {
-                    Ok(outcomes) => {
-                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            reply.send(outcome).ok();
-                        }
-                    }
-                    Err(error) => {
-                        for reply in replies {
-                            reply.send(Err(shared(&error))).ok();
-                        }
-                    }
-                }
-            }
+        let groups = Groups::start(move |votes: Vec<ValidatedVote>| {
+            let store = store.clone();
+            async move { per_request(votes.len(), apply_group(&store, &votes).await) }
         });
-        Self { sender }
+        Self { groups }
     }
 
     /// Applies `vote` with whatever other results are waiting.
     pub async fn apply(&self, vote: ValidatedVote) -> Result<Applied> {
-        let (reply, outcome) = oneshot::channel();
-        self.sender
-            .send((vote, reply))
-            .await
-            .map_err(|_| anyhow::anyhow!("the result grouping task has stopped"))?;
-        outcome
-            .await
-            .map_err(|_| anyhow::anyhow!("the result grouping task dropped a result"))?
-    }
-}
-
-/// A group's failure, for each of its results.
-fn shared(error: &Error) -> Error {
-    match error {
-        Error::Database(error) => Error::Database(error.clone()),
-        Error::Inconsistent(error) => Error::Inconsistent(anyhow::anyhow!("{error:#}")),
+        self.groups.submit(vote).await?
     }
 }
 
@@ -152,7 +111,7 @@ async fn apply_group(store: &Store, votes: &[ValidatedVote]) -> Result<Vec<Resul
             }
         })
         .collect();
-    let reply = run_updates(store, VOTES, transitions).await?;
+    let reply = update_all(&store.database, VOTES, transitions).await?;
     // A statement's error fails only its own result (retried, and in the
     // end dead-lettered alone), never the rest of the group.
     let transition_failed = statement_errors(&reply);
@@ -295,11 +254,12 @@ impl Stored {
 async fn place_all(
     store: &Store,
     placements: Vec<Document>,
-) -> Result<HashMap<usize, (i32, String)>> {
+) -> Result<HashMap<usize, StatementError>> {
     if placements.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut failed = statement_errors(&run_updates(store, BALLOTS, placements.clone()).await?);
+    let mut failed =
+        statement_errors(&update_all(&store.database, BALLOTS, placements.clone()).await?);
     let collided: Vec<usize> = failed
         .iter()
         .filter(|(_, (code, _))| *code == palm_mongo::DUPLICATE_KEY_CODE)
@@ -312,7 +272,7 @@ async fn place_all(
         .iter()
         .filter_map(|index| placements.get(*index).cloned())
         .collect();
-    let second = statement_errors(&run_updates(store, BALLOTS, again).await?);
+    let second = statement_errors(&update_all(&store.database, BALLOTS, again).await?);
     for (position, index) in collided.iter().enumerate() {
         match second.get(&position) {
             Some(error) => failed.insert(*index, error.clone()),
@@ -320,44 +280,4 @@ async fn place_all(
         };
     }
     Ok(failed)
-}
-
-/// The per-statement errors of an `update` reply: statement index → (code,
-/// message).
-fn statement_errors(reply: &Document) -> HashMap<usize, (i32, String)> {
-    let mut errors = HashMap::new();
-    for error in reply.get_array("writeErrors").into_iter().flatten() {
-        let Some(error) = error.as_document() else {
-            continue;
-        };
-        let index = palm_mongo::integer(error, "index").and_then(|i| usize::try_from(i).ok());
-        let code = palm_mongo::integer(error, "code").and_then(|c| i32::try_from(c).ok());
-        if let (Some(index), Some(code)) = (index, code) {
-            let message = error.get_str("errmsg").unwrap_or_default().to_owned();
-            errors.insert(index, (code, message));
-        }
-    }
-    errors
-}
-
-/// One unordered `update` command of `statements` on `collection`, with
-/// the majority write concern; its reply (per-statement errors included).
-async fn run_updates(
-    store: &Store,
-    collection: &str,
-    statements: Vec<Document>,
-) -> Result<Document> {
-    let reply = store
-        .database
-        .run_command(doc! {
-            "update": collection,
-            "updates": statements,
-            "ordered": false,
-            "writeConcern": { "w": "majority" },
-        })
-        .await?;
-    if let Ok(error) = reply.get_document("writeConcernError") {
-        return Err(anyhow::anyhow!("write concern not met: {error}").into());
-    }
-    Ok(reply)
 }

@@ -61,8 +61,9 @@ pub enum Intake {
 }
 
 /// Stores the vote `event` describes `pending`, keyed for deduplication by
-/// `digest` (of what was signed), with the event staged in the same insert,
-/// then hands the event to the prompt path.
+/// `digest` (of what was signed), with the event staged in the same insert
+/// (grouped with the votes taken at the same moment), then hands the event
+/// to the prompt path.
 #[tracing::instrument(skip_all, fields(vote_id = %event.payload.vote_id))]
 pub async fn insert(
     store: &Store,
@@ -87,20 +88,25 @@ pub async fn insert(
     };
     let record = OutboxRecord::from_envelope(event).concerning([palm_subject(submitted.palm_id)]);
     outbox::attach(&mut document, std::slice::from_ref(&record));
-    let votes = store.database.collection::<Document>(VOTES);
-    match votes.insert_one(document).await {
-        Ok(_) => {
+    // With the other votes being taken at the same moment: one `insert`
+    // per group (ADR 0032).
+    match store.grouped_insert(VOTES, document).await? {
+        None => {
             store.staged(VOTES, id, &[record]);
             Ok(Intake::Taken)
         }
-        Err(error) if palm_mongo::is_duplicate_key(&error) => {
-            let first = votes
+        Some((code, _)) if code == palm_mongo::DUPLICATE_KEY_CODE => {
+            let first = store
+                .database
+                .collection::<Document>(VOTES)
                 .find_one(doc! { "digest": digest })
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("a duplicate vote digest that cannot be found"))?;
             Ok(Intake::Duplicate(vote(&first)))
         }
-        Err(error) => Err(error.into()),
+        Some((code, message)) => {
+            Err(anyhow::anyhow!("inserting the vote failed ({code}): {message}").into())
+        }
     }
 }
 
