@@ -36,6 +36,16 @@ fn vote(id: &str, palm_id: &str, timestamp: i64, status: &str) -> Document {
     }
 }
 
+/// Applies `group` at once (so it forms one group, or a few); the outcomes
+/// in order.
+async fn apply_all(results: &ValidatedResults, group: &[ValidatedVote]) -> Vec<Applied> {
+    join_all(group.iter().map(|r| results.apply(r.clone())))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
 #[tokio::test]
 async fn a_group_gives_each_result_its_own_outcome_and_a_second_pass_changes_nothing() {
     let client = mongodb::Client::with_uri_str(palm_testkit::mongo_url())
@@ -71,11 +81,7 @@ async fn a_group_gives_each_result_its_own_outcome_and_a_second_pass_changes_not
         // A duplicate delivery in the same group.
         result("latest-of-a", "a", 0),
     ];
-    let first: Vec<Applied> = join_all(group.iter().map(|r| results.apply(r.clone())))
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let first = apply_all(&results, &group).await;
     assert_eq!(first[0], Applied::Valid { placed: true });
     assert!(matches!(first[1], Applied::Valid { .. }), "{:?}", first[1]);
     assert_eq!(first[2], Applied::DecidedOtherwise("rejected".into()));
@@ -121,11 +127,7 @@ async fn a_group_gives_each_result_its_own_outcome_and_a_second_pass_changes_not
 
     // The same results again (a redelivery): nothing is placed, nothing
     // changes.
-    let second: Vec<Applied> = join_all(group.iter().map(|r| results.apply(r.clone())))
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let second = apply_all(&results, &group).await;
     assert_eq!(second[0], Applied::Valid { placed: false });
     assert_eq!(second[1], Applied::Valid { placed: false });
     assert_eq!(second[2], Applied::DecidedOtherwise("rejected".into()));

@@ -43,6 +43,29 @@ pub fn integer(document: &mongodb::bson::Document, key: &str) -> Option<i64> {
     }
 }
 
+/// Runs `statements` (`{q, u, upsert?, multi?}` documents) as one `update`
+/// command on `collection` with the majority write concern, `ordered` or
+/// not, and returns its reply: `n` (documents matched) and, per failed
+/// statement, `writeErrors` (`{index, code, errmsg}`), or a
+/// `writeConcernError`; the caller decides what those mean. (The driver's
+/// `update_one`/`update_many` send one statement each; this is the bulk
+/// form, the `update` command of the MongoDB manual.)
+pub async fn update_command(
+    database: &mongodb::Database,
+    collection: &str,
+    statements: Vec<mongodb::bson::Document>,
+    ordered: bool,
+) -> mongodb::error::Result<mongodb::bson::Document> {
+    database
+        .run_command(mongodb::bson::doc! {
+            "update": collection,
+            "updates": statements,
+            "ordered": ordered,
+            "writeConcern": { "w": "majority" },
+        })
+        .await
+}
+
 /// MongoDB's unique-index violation code (E11000).
 pub const DUPLICATE_KEY_CODE: i32 = 11000;
 

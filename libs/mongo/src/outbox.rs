@@ -784,14 +784,7 @@ async fn run_updates(
     collection: &str,
     statements: Vec<Document>,
 ) -> Result<i64, OutboxError> {
-    let reply = database
-        .run_command(doc! {
-            "update": collection,
-            "updates": statements,
-            "ordered": true,
-            "writeConcern": { "w": "majority" },
-        })
-        .await?;
+    let reply = crate::update_command(database, collection, statements, true).await?;
     let failed = reply
         .get_array("writeErrors")
         .is_ok_and(|errors| !errors.is_empty())

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palm_mongo::mongodb::Database;
-use palm_mongo::mongodb::bson::{Bson, DateTime as BsonDateTime, Document, doc};
+use palm_mongo::mongodb::bson::{Bson, DateTime as BsonDateTime, Document};
 use palm_mongo::mongodb::error::ErrorKind;
 use palm_mongo::outbox::{OutboxRecord, Prompt};
 
@@ -209,18 +209,18 @@ pub(crate) fn per_request<R>(count: usize, outcome: Result<Vec<Result<R>>>) -> V
 /// A statement's error in a bulk command's reply: (code, message).
 pub(crate) type StatementError = (i32, String);
 
-/// One unordered `update` of `statements` on `collection` (majority write
-/// concern); its reply, per-statement errors included.
+/// Runs `statements` as one unordered `update` of `collection` (majority
+/// write concern); returns each failed statement's (code, message) by index.
 pub(crate) async fn update_all(
     database: &Database,
     collection: &str,
     statements: Vec<Document>,
-) -> Result<Document> {
-    bulk(
-        database,
-        doc! { "update": collection, "updates": statements, "ordered": false },
-    )
-    .await
+) -> Result<HashMap<usize, StatementError>> {
+    let reply = palm_mongo::update_command(database, collection, statements, false).await?;
+    if let Ok(error) = reply.get_document("writeConcernError") {
+        return Err(anyhow::anyhow!("write concern not met: {error}").into());
+    }
+    Ok(statement_errors(&reply))
 }
 
 /// Inserts `documents` into `collection` in one unordered `insert_many`
@@ -250,18 +250,9 @@ pub(crate) async fn insert_all(
     }
 }
 
-async fn bulk(database: &Database, mut command: Document) -> Result<Document> {
-    command.insert("writeConcern", doc! { "w": "majority" });
-    let reply = database.run_command(command).await?;
-    if let Ok(error) = reply.get_document("writeConcernError") {
-        return Err(anyhow::anyhow!("write concern not met: {error}").into());
-    }
-    Ok(reply)
-}
-
 /// The per-statement errors of a bulk command's reply: statement index →
 /// (code, message).
-pub(crate) fn statement_errors(reply: &Document) -> HashMap<usize, StatementError> {
+fn statement_errors(reply: &Document) -> HashMap<usize, StatementError> {
     let mut errors = HashMap::new();
     for error in reply.get_array("writeErrors").into_iter().flatten() {
         let Some(error) = error.as_document() else {

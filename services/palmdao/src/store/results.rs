@@ -31,9 +31,7 @@ use palm_mongo::mongodb::bson::{Bson, Document, doc};
 use palm_mongo::mongodb::options::{ReadPreference, SelectionCriteria};
 
 use super::ballots::{self, BALLOTS};
-use super::database::{
-    Result, StatementError, Store, per_request, statement_errors, to_bson_time, update_all,
-};
+use super::database::{Result, StatementError, Store, per_request, to_bson_time, update_all};
 use super::groups::Groups;
 use super::proposals::VOTES;
 use crate::domain::tally::Ballot;
@@ -111,10 +109,9 @@ async fn apply_group(store: &Store, votes: &[ValidatedVote]) -> Result<Vec<Resul
             }
         })
         .collect();
-    let reply = update_all(&store.database, VOTES, transitions).await?;
+    let transition_failed = update_all(&store.database, VOTES, transitions).await?;
     // A statement's error fails only its own result (retried, and in the
     // end dead-lettered alone), never the rest of the group.
-    let transition_failed = statement_errors(&reply);
 
     // Read from the primary whatever the client's read preference: the
     // transitions were just written there, and a lagging secondary could
@@ -258,8 +255,7 @@ async fn place_all(
     if placements.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut failed =
-        statement_errors(&update_all(&store.database, BALLOTS, placements.clone()).await?);
+    let mut failed = update_all(&store.database, BALLOTS, placements.clone()).await?;
     let collided: Vec<usize> = failed
         .iter()
         .filter(|(_, (code, _))| *code == palm_mongo::DUPLICATE_KEY_CODE)
@@ -272,7 +268,7 @@ async fn place_all(
         .iter()
         .filter_map(|index| placements.get(*index).cloned())
         .collect();
-    let second = statement_errors(&update_all(&store.database, BALLOTS, again).await?);
+    let second = update_all(&store.database, BALLOTS, again).await?;
     for (position, index) in collided.iter().enumerate() {
         match second.get(&position) {
             Some(error) => failed.insert(*index, error.clone()),
