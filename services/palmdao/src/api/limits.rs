@@ -538,4 +538,13 @@ mod tests {
         assert!(!choice_has_a_shape(&json!({ "01": 1 })));
         assert!(!choice_has_a_shape(&json!("1")));
     }
+
+    #[test]
+    fn a_weighted_choice_sent_with_whole_floats_has_a_shape() {
+        let sent: serde_json::Value = serde_json::from_str(
+            r#"{"20": 321504244.0, "2": 640, "9": 187, "14": 3750312821934658.0, "5": 140113, "10": 1}"#,
+        )
+        .unwrap();
+        assert!(choice_has_a_shape(&whole_numbers_as_integers(sent)));
+    }
 }
