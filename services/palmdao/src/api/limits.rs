@@ -547,4 +547,26 @@ mod tests {
         .unwrap();
         assert!(choice_has_a_shape(&whole_numbers_as_integers(sent)));
     }
+
+    #[derive(Debug, Deserialize)]
+    struct Timestamp {
+        #[serde(deserialize_with = "integer")]
+        timestamp: i64,
+    }
+
+    #[test]
+    fn whole_floats_with_sixteen_digits_are_read_exactly_in_every_integer_field() {
+        // Between 2^51 and 2^53 a float's step is 0.5 or 1: a parser one
+        // step off turns a whole number into a fraction or another integer.
+        let parsed: Timestamp =
+            serde_json::from_str(r#"{"timestamp": 3750312821934658.0}"#).unwrap();
+        assert_eq!(parsed.timestamp, 3_750_312_821_934_658);
+        let parsed: Timestamp =
+            serde_json::from_str(r#"{"timestamp": 9007199254740991.0}"#).unwrap();
+        assert_eq!(parsed.timestamp, 9_007_199_254_740_991);
+        for sent in ["20.0", "[1.0, 20.0]", r#"{"1": 9007199254740991.0}"#] {
+            let choice = whole_numbers_as_integers(serde_json::from_str(sent).unwrap());
+            assert!(choice_has_a_shape(&choice), "{sent}");
+        }
+    }
 }
